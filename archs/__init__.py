@@ -1,0 +1,16 @@
+"""seqarena models: one mixer interface, blocks, a language model and every mixer.
+
+    from archs import build_mixer, Block, LanguageModel
+    layer = build_mixer("attention", d_model=512)   # (B, L, D) -> (B, L, D)
+"""
+from .block import Block
+from .layers import GatedRMSNorm, RMSNorm, SwiGLU
+from .mixer import Mixer
+from .model import LanguageModel
+from .registry import build_mixer, mixer_class, mixer_names, register_mixer
+from .state import MixerState
+
+__all__ = [
+    "Block", "GatedRMSNorm", "LanguageModel", "Mixer", "MixerState", "RMSNorm", "SwiGLU",
+    "build_mixer", "mixer_class", "mixer_names", "register_mixer",
+]

@@ -1,0 +1,59 @@
+"""Block: pre-norm residual wrapper around one mixer and an optional MLP."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import RMSNorm, SwiGLU
+from .mixer import Mixer
+from .registry import build_mixer
+from .state import MixerState
+
+
+class Block(nn.Module):
+    """x + mixer(norm(x)), then x + mlp(norm(x)). Same prefill/step/init_state as a mixer.
+
+    ``mixer`` is a built ``Mixer`` or a registered name (built with ``mixer_kwargs``);
+    ``mlp`` is ``"swiglu"`` or ``None`` (mixer-only block, as in Mamba's original stack).
+    """
+
+    def __init__(self, d_model: int, mixer: Mixer | str, mlp: str | None = "swiglu", mlp_hidden: int | None = None, **mixer_kwargs):
+        super().__init__()
+        if isinstance(mixer, str):
+            mixer = build_mixer(mixer, d_model, **mixer_kwargs)
+        elif mixer_kwargs:
+            raise ValueError(f"Block: mixer_kwargs {sorted(mixer_kwargs)} given for an already-built mixer")
+        if not isinstance(mixer, Mixer):
+            raise TypeError(f"Block: mixer must be a Mixer or a registered name, got {type(mixer).__name__}")
+        if mixer.d_model != d_model:
+            raise ValueError(f"Block: mixer has d_model={mixer.d_model} but the block has d_model={d_model}")
+        if mlp not in ("swiglu", None):
+            raise ValueError(f"Block: unknown mlp {mlp!r}; expected 'swiglu' or None")
+        self.d_model = d_model
+        self.norm1 = RMSNorm(d_model)
+        self.mixer = mixer
+        self.norm2 = RMSNorm(d_model) if mlp else None
+        self.mlp = SwiGLU(d_model, mlp_hidden) if mlp else None
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.mlp is None else x + self.mlp(self.norm2(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D)
+        return self._mlp(x + self.mixer(self.norm1(x)))
+
+    def prefill(self, x: torch.Tensor, state: MixerState | None = None):
+        y, state = self.mixer.prefill(self.norm1(x), state)
+        return self._mlp(x + y), state
+
+    def step(self, x_t: torch.Tensor, state: MixerState):  # (B, D)
+        y, state = self.mixer.step(self.norm1(x_t), state)
+        return self._mlp(x_t + y), state
+
+    def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> MixerState:
+        return self.mixer.init_state(batch_size, device=device, dtype=dtype, max_seq_len=max_seq_len)
+
+    def state_size(self, seq_len: int) -> int:
+        return self.mixer.state_size(seq_len)
+
+    def flops_per_token(self, seq_len: int) -> float:
+        return self.mixer.flops_per_token(seq_len) + (self.mlp.flops_per_token() if self.mlp else 0.0)

@@ -1,0 +1,51 @@
+"""Small building blocks shared by blocks and mixers: RMSNorm, gated RMSNorm, SwiGLU."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """y = x / rms(x) * weight, over the last dim; computed in fp32 for low-precision inputs."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return y.to(x.dtype) * self.weight
+
+
+class GatedRMSNorm(RMSNorm):
+    """RMSNorm(x * silu(z)) — the output norm of Mamba-2 / GLA style mixers."""
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        if z is not None:
+            x = x * F.silu(z)
+        return super().forward(x)
+
+
+def swiglu_hidden(d_model: int, ratio: float = 8 / 3, multiple_of: int = 8) -> int:
+    h = int(ratio * d_model)
+    return multiple_of * ((h + multiple_of - 1) // multiple_of)
+
+
+class SwiGLU(nn.Module):
+    """Gated MLP: W2(silu(W1 x) * W3 x)."""
+
+    def __init__(self, d_model: int, hidden: int | None = None):
+        super().__init__()
+        self.hidden = hidden or swiglu_hidden(d_model)
+        self.w13 = nn.Linear(d_model, 2 * self.hidden, bias=False)
+        self.w2 = nn.Linear(self.hidden, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.w13(x).chunk(2, dim=-1)
+        return self.w2(F.silu(a) * b)
+
+    def flops_per_token(self) -> float:
+        return 2.0 * 3 * self.w2.in_features * self.w2.out_features

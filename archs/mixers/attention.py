@@ -1,0 +1,190 @@
+"""Softmax attention (the Transformer): multi-head / grouped-query, RoPE, optional sliding window.
+
+Vaswani et al. 2017, "Attention Is All You Need"; GQA: Ainslie et al. 2023; RoPE: Su et al. 2021.
+State: a KV cache of the keys (RoPE applied) and values of every past token, or of the last
+``window`` tokens (a ring buffer) with a sliding window. It grows by doubling, so appending a
+token copies nothing but that token (amortised).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from ..mixer import Mixer, check_divisible
+from ..registry import register_mixer
+from ..rope import Rotary
+from ..state import MixerState
+
+
+@dataclasses.dataclass
+class KVCache(MixerState):
+    k: torch.Tensor  # (B, Hkv, C, Dh) keys, RoPE applied; C = capacity
+    v: torch.Tensor  # (B, Hkv, C, Dh)
+    pos: torch.Tensor  # (C,) long: absolute position held in each slot, -1 = empty
+    length: int = 0  # tokens seen so far
+    window: int | None = None  # ring buffer of `window` slots when set
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.k, self.v]
+
+    def numel_per_sequence(self) -> int:
+        held = self.length if self.window is None else min(self.length, self.window)
+        return 2 * self.k.shape[1] * held * self.k.shape[3]
+
+    def nbytes_per_sequence(self) -> int:
+        return self.numel_per_sequence() * self.k.element_size()
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Write L new tokens (B, Hkv, L, Dh) at positions length .. length+L-1."""
+        L = k.shape[2]
+        start = self.length
+        if self.window is not None:
+            keep = min(L, self.window)  # only the last `window` tokens can ever be attended again
+            positions = torch.arange(start + L - keep, start + L, device=self.pos.device)
+            slots = positions % self.window
+            self.k[:, :, slots] = k[:, :, L - keep:]
+            self.v[:, :, slots] = v[:, :, L - keep:]
+            self.pos[slots] = positions
+        else:
+            need = start + L
+            if need > self.k.shape[2]:
+                self._grow(max(need, 2 * self.k.shape[2]))
+            self.k[:, :, start:need] = k
+            self.v[:, :, start:need] = v
+            self.pos[start:need] = torch.arange(start, need, device=self.pos.device)
+        self.length += L
+
+    def _grow(self, capacity: int) -> None:
+        B, H, C, Dh = self.k.shape
+        k = self.k.new_zeros(B, H, capacity, Dh)
+        v = self.v.new_zeros(B, H, capacity, Dh)
+        pos = self.pos.new_full((capacity,), -1)
+        k[:, :, :C], v[:, :, :C], pos[:C] = self.k, self.v, self.pos
+        self.k, self.v, self.pos = k, v, pos
+
+    def held(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The filled slots: keys, values (B, Hkv, n, Dh) and their positions (n,)."""
+        n = self.length if self.window is None else min(self.length, self.window)
+        return self.k[:, :, :n], self.v[:, :, :n], self.pos[:n]
+
+
+@register_mixer("attention")
+class Attention(Mixer):
+    """Causal multi-head softmax attention with RoPE and a KV cache.
+
+    Args:
+        d_model: model width.
+        n_heads: query heads (default: d_model // 64, at least 1).
+        n_kv_heads: key/value heads for grouped-query attention (default: n_heads).
+        window: sliding-window size (each token sees itself and the window-1 before it); None = full.
+        rope_base: RoPE frequency base.
+    """
+
+    test_variants = {
+        "gqa": {"n_heads": 4, "n_kv_heads": 2},
+        "mqa_window": {"n_heads": 2, "n_kv_heads": 1, "window": 5},
+    }
+
+    def __init__(self, d_model: int, n_heads: int | None = None, n_kv_heads: int | None = None, window: int | None = None, rope_base: float = 10000.0, bias: bool = False):
+        super().__init__(d_model)
+        n_heads = n_heads or max(1, d_model // 64)
+        n_kv_heads = n_kv_heads or n_heads
+        check_divisible("attention", "d_model", d_model, "n_heads", n_heads)
+        check_divisible("attention", "n_heads", n_heads, "n_kv_heads", n_kv_heads)
+        if window is not None and (not isinstance(window, int) or window < 1):
+            raise ValueError(f"attention: window must be a positive int or None, got {window!r}")
+        self.n_heads, self.n_kv_heads, self.window = n_heads, n_kv_heads, window
+        self.head_dim = d_model // n_heads
+        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=bias)
+        self.kv_proj = nn.Linear(d_model, 2 * n_kv_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=bias)
+        self.rotary = Rotary(self.head_dim, rope_base)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, window={self.window}"
+
+    # ---- projections ---------------------------------------------------------------------
+    def _qkv(self, x: torch.Tensor, start: int):
+        """x (B, L, D) at positions start.. -> q (B, H, L, Dh), k, v (B, Hkv, L, Dh), RoPE applied."""
+        q = rearrange(self.q_proj(x), "b l (h d) -> b h l d", d=self.head_dim)
+        k, v = rearrange(self.kv_proj(x), "b l (two h d) -> two b h l d", two=2, d=self.head_dim)
+        cos, sin = self.rotary.cos_sin(start, x.shape[1], x.device, q.dtype)
+        return self.rotary.rotate(q, cos, sin), self.rotary.rotate(k, cos, sin), v
+
+    def _attend(self, q, k, v, mask=None, is_causal=False):
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=self.n_kv_heads != self.n_heads)
+        return self.o_proj(rearrange(y, "b h l d -> b l (h d)"))
+
+    def _window_mask(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        """(Lq, Lk) bool, True where query may see key: causal, within the window, slot filled."""
+        diff = q_pos[:, None] - k_pos[None, :]
+        ok = (diff >= 0) & (k_pos[None, :] >= 0)
+        if self.window is not None:
+            ok &= diff < self.window
+        return ok
+
+    # ---- interface -----------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._attend_fresh(*self._qkv(x, 0))
+
+    def _prefill(self, x: torch.Tensor, state: KVCache):
+        L, start = x.shape[1], state.length
+        q, k, v = self._qkv(x, start)
+        if start == 0:
+            y = self._attend_fresh(q, k, v)
+        else:
+            ck, cv, cpos = state.held()
+            kk, vv = torch.cat([ck, k], dim=2), torch.cat([cv, v], dim=2)
+            q_pos = torch.arange(start, start + L, device=x.device)
+            mask = self._window_mask(q_pos, torch.cat([cpos, q_pos]))
+            # NB: never is_causal here: with Lq != Lk, SDPA aligns the causal mask top-left
+            y = self._attend(q, kk, vv, mask=mask)
+        state.append(k, v)
+        return y, state
+
+    def _attend_fresh(self, q, k, v):
+        """Causal (windowed) attention of a sequence starting at position 0."""
+        L = q.shape[2]
+        if self.window is None or self.window >= L:
+            return self._attend(q, k, v, is_causal=True)
+        pos = torch.arange(L, device=q.device)
+        return self._attend(q, k, v, mask=self._window_mask(pos, pos))
+
+    def _step(self, x_t: torch.Tensor, state: KVCache):
+        q, k, v = self._qkv(x_t[:, None], state.length)  # (B, H, 1, Dh)
+        state.append(k, v)
+        ck, cv, _ = state.held()  # every held key is causal and inside the window: no mask
+        return self._attend(q, ck, cv)[:, 0], state
+
+    def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> KVCache:
+        device, dtype = self._state_defaults(device, dtype)
+        if self.window is not None:
+            cap = self.window
+        else:
+            cap = max_seq_len if max_seq_len else 256
+        shape = (batch_size, self.n_kv_heads, cap, self.head_dim)
+        return KVCache(
+            k=torch.zeros(shape, device=device, dtype=dtype),
+            v=torch.zeros(shape, device=device, dtype=dtype),
+            pos=torch.full((cap,), -1, device=device, dtype=torch.long),
+            window=self.window,
+        )
+
+    def state_size(self, seq_len: int) -> int:
+        held = seq_len if self.window is None else min(seq_len, self.window)
+        return 2 * self.n_kv_heads * self.head_dim * held
+
+    def flops_per_token(self, seq_len: int) -> float:
+        D, H, Hkv, Dh = self.d_model, self.n_heads, self.n_kv_heads, self.head_dim
+        proj = 2.0 * D * (H * Dh + 2 * Hkv * Dh) + 2.0 * H * Dh * D
+        # token i (1-based) attends to min(i, window) keys: QK^T and AV each 2 * H * Dh per key
+        n, w = seq_len, self.window or seq_len
+        if w >= n:
+            keys = (n + 1) / 2
+        else:
+            keys = (w * (w + 1) / 2 + (n - w) * w) / n
+        return proj + 4.0 * H * Dh * keys
