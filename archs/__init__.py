@@ -6,11 +6,11 @@
 from .block import Block
 from .layers import GatedRMSNorm, RMSNorm, SwiGLU
 from .mixer import Mixer
-from .model import LanguageModel
+from .model import LanguageModel, build_language_model
 from .registry import build_mixer, mixer_class, mixer_names, register_mixer
 from .state import MixerState
 
 __all__ = [
     "Block", "GatedRMSNorm", "LanguageModel", "Mixer", "MixerState", "RMSNorm", "SwiGLU",
-    "build_mixer", "mixer_class", "mixer_names", "register_mixer",
+    "build_language_model", "build_mixer", "mixer_class", "mixer_names", "register_mixer",
 ]

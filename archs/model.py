@@ -155,3 +155,22 @@ class LanguageModel(nn.Module):
     def state_size(self, seq_len: int) -> int:
         """Numbers held per sequence across all layers after ``seq_len`` tokens."""
         return sum(b.state_size(seq_len) for b in self.blocks)
+
+
+def build_language_model(arch: dict, model: dict, vocab_size: int) -> LanguageModel:
+    """Build from config dicts: ``arch`` (configs/arch/*.yaml: layers, mlp, mixer_kwargs) and
+    ``model`` (configs/model/*.yaml: d_model, n_layers). ``None`` kwargs mean "mixer default"."""
+    kwargs = {
+        name: {k: v for k, v in dict(kw or {}).items() if v is not None}
+        for name, kw in dict(arch.get("mixer_kwargs") or {}).items()
+    }
+    layers = arch["layers"]
+    layers = layers if isinstance(layers, str) else list(layers)
+    return LanguageModel(
+        vocab_size=vocab_size,
+        d_model=int(model["d_model"]),
+        n_layers=int(model["n_layers"]),
+        layers=layers,
+        mixer_kwargs=kwargs,
+        mlp=arch.get("mlp", "swiglu"),
+    )

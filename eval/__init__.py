@@ -1,0 +1,1 @@
+"""seqarena evaluation: throughput, quality, op benchmarks and the comparison table (`python -m eval`)."""
