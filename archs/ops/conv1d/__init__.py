@@ -1,0 +1,40 @@
+"""Causal depthwise 1-D convolution (the short conv of Mamba / Mamba-2 / DeltaNet).
+
+    causal_conv1d(x, weight, bias=None, activation=None, initial_states=None, return_final_states=False)
+        x (B, D, L), weight (D, W), bias (D,) -> y (B, D, L) [, final_states (B, D, W-1)]
+    causal_conv1d_step(x_t, conv_state, weight, bias=None, activation=None)
+        x_t (B, D), conv_state (B, D, S >= W-1) updated in place -> y_t (B, D)
+    causal_conv1d_ref   the sequential definition (test oracle)
+
+Signatures follow the ``causal_conv1d`` package (``causal_conv1d_fn`` / ``causal_conv1d_update``),
+which is used on CUDA when installed; otherwise a grouped ``F.conv1d`` does the work.
+"""
+from __future__ import annotations
+
+from .._dispatch import gpu_kernel
+from .conv import causal_conv1d_step_torch, causal_conv1d_torch
+from .ref import causal_conv1d_ref
+
+__all__ = ["causal_conv1d", "causal_conv1d_ref", "causal_conv1d_step"]
+
+
+def causal_conv1d(x, weight, bias=None, activation=None, initial_states=None, return_final_states=False):
+    """Causal depthwise conv: x (B, D, L), weight (D, W) -> y (B, D, L) [, final_states (B, D, W-1)].
+
+    ``initial_states`` (B, D, W-1) are the inputs before position 0 (zeros when None).
+    """
+    if initial_states is None and not return_final_states:
+        # the kernel's initial_states path needs channel-last x: keep to the plain call
+        kernel = gpu_kernel("causal_conv1d", "causal_conv1d_fn", x, weight, bias)
+        if kernel is not None and 2 <= weight.shape[1] <= 4:
+            return kernel(x, weight, bias, activation=activation)
+    return causal_conv1d_torch(x, weight, bias, activation, initial_states, return_final_states)
+
+
+def causal_conv1d_step(x_t, conv_state, weight, bias=None, activation=None):
+    """One token of the causal conv: x_t (B, D); conv_state (B, D, S) holds the last S >= W-1 inputs
+    and is updated in place (as ``causal_conv1d_update``). Returns y_t (B, D)."""
+    kernel = gpu_kernel("causal_conv1d", "causal_conv1d_update", x_t, conv_state, weight, bias)
+    if kernel is not None and conv_state.shape[2] >= weight.shape[1] - 1 and x_t.dtype == conv_state.dtype:
+        return kernel(x_t, conv_state, weight, bias, activation)
+    return causal_conv1d_step_torch(x_t, conv_state, weight, bias, activation)

@@ -1,0 +1,72 @@
+"""causal_conv1d: fast (grouped F.conv1d) == sequential ref in values and grads; step == full; errors."""
+import pytest
+import torch
+
+from archs.ops import causal_conv1d, causal_conv1d_ref, causal_conv1d_step
+
+TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+def _close(a, b, dtype):
+    scale = max(1.0, b.abs().max().item()) if b.numel() else 1.0
+    assert (a - b).abs().max().item() <= TOL[dtype] * scale if a.numel() else True
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("L", [1, 7, 37])
+@pytest.mark.parametrize("W", [1, 4])
+@pytest.mark.parametrize("activation", [None, "silu"])
+@pytest.mark.parametrize("with_init", [False, True])
+def test_fast_matches_ref(dtype, L, W, activation, with_init):
+    g = torch.Generator().manual_seed(L * 10 + W)
+    B, D = 2, 5
+    x = torch.randn(B, D, L, generator=g, dtype=dtype, requires_grad=True)
+    w = torch.randn(D, W, generator=g, dtype=dtype, requires_grad=True)
+    b = torch.randn(D, generator=g, dtype=dtype, requires_grad=True)
+    init = torch.randn(B, D, W - 1, generator=g, dtype=dtype, requires_grad=True) if with_init else None
+    ins = [x, w, b] + ([init] if with_init else [])
+    y1, f1 = causal_conv1d(x, w, b, activation, initial_states=init, return_final_states=True)
+    y2, f2 = causal_conv1d_ref(x, w, b, activation, initial_states=init, return_final_states=True)
+    _close(y1, y2, dtype)
+    _close(f1, f2, dtype)
+    dy = torch.randn(y1.shape, generator=g, dtype=dtype)
+    df = torch.randn(f1.shape, generator=g, dtype=dtype)
+    g1 = torch.autograd.grad((y1 * dy).sum() + (f1 * df).sum(), ins)
+    g2 = torch.autograd.grad((y2 * dy).sum() + (f2 * df).sum(), ins)
+    for a, r in zip(g1, g2):
+        _close(a, r, dtype)
+
+
+@pytest.mark.parametrize("state_len", [3, 4])
+def test_step_and_split_match_full(state_len):
+    torch.manual_seed(0)
+    B, D, L, W = 2, 6, 11, 4
+    x, w, b = torch.randn(B, D, L, dtype=torch.float64), torch.randn(D, W, dtype=torch.float64), torch.randn(D, dtype=torch.float64)
+    full = causal_conv1d(x, w, b, "silu")
+    state = x.new_zeros(B, D, state_len)
+    ys = [causal_conv1d_step(x[:, :, t], state, w, b, "silu") for t in range(L)]
+    _close(torch.stack(ys, 2), full, torch.float64)
+    assert torch.equal(state[:, :, -1], x[:, :, -1])
+    y_a, s_a = causal_conv1d(x[:, :, :5], w, b, "silu", return_final_states=True)
+    y_b = causal_conv1d(x[:, :, 5:], w, b, "silu", initial_states=s_a)
+    _close(torch.cat([y_a, y_b], 2), full, torch.float64)
+
+
+def test_no_bias_and_empty():
+    x, w = torch.randn(1, 3, 0), torch.randn(3, 4)
+    assert causal_conv1d(x, w).shape == (1, 3, 0)
+    assert causal_conv1d_ref(x, w).shape == (1, 3, 0)
+
+
+def test_bad_input_errors():
+    x = torch.randn(2, 4, 9)
+    with pytest.raises(ValueError, match=r"weight must have shape \(D, W\) = \(4, W\)"):
+        causal_conv1d(x, torch.randn(3, 4))
+    with pytest.raises(ValueError, match="x must have shape"):
+        causal_conv1d(x[0], torch.randn(4, 4))
+    with pytest.raises(ValueError, match="activation"):
+        causal_conv1d(x, torch.randn(4, 4), activation="relu")
+    with pytest.raises(ValueError, match=r"initial_states must have shape \(B, D, W-1\) = \(2, 4, 3\)"):
+        causal_conv1d(x, torch.randn(4, 4), initial_states=torch.zeros(2, 4, 4))
+    with pytest.raises(ValueError, match="conv_state"):
+        causal_conv1d_step(x[:, :, 0], torch.zeros(2, 4, 2), torch.randn(4, 4))
