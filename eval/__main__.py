@@ -1,0 +1,112 @@
+"""``python -m eval <command> [key=value ...]``: the evaluation entry point.
+
+Commands (each composes ``configs/eval/<command>.yaml`` with Hydra overrides):
+
+    python -m eval compare                        # the main job: configs/compare/quick.yaml
+    python -m eval compare compare=long_context   # another preset
+    python -m eval compare compare.archs=[attention,mamba] results_root=/tmp/r
+    python -m eval throughput model=small contexts=[1024,4096] batch_size=4
+    python -m eval quality run=results/quick/runs/mqar-mamba
+    python -m eval ops quick=true                 # every eval/bench/*.py benchmark
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+COMMANDS = ("compare", "throughput", "quality", "ops")
+
+
+def _usage() -> str:
+    return __doc__.split("\n", 1)[1]
+
+
+def cmd_compare(cfg) -> int:
+    from .compare import run_compare
+
+    result = run_compare(cfg, progress=bool(cfg.get("progress", True)))
+    out = Path(str(cfg.results_root)) / result["name"]
+    print((out / "compare.md").read_text())
+    print(f"wrote {out}/compare.md, compare.csv, compare.json and {len(result['plots'])} plots")
+    for e in result["errors"]:
+        print(f"FAILED {e['arch']} ({e['stage']}): {e['error']}", file=sys.stderr)
+    return 1 if result["errors"] else 0
+
+
+def cmd_throughput(cfg) -> int:
+    from .bench.common import print_table
+    from .config import resolve_archs
+    from .io import write_csv, write_json
+    from .throughput import ThroughputSettings, format_rows, run_throughput
+
+    settings = ThroughputSettings.from_cfg(cfg)
+    rows = run_throughput(resolve_archs(cfg.archs), cfg.model, settings, vocab_size=int(cfg.vocab_size), seed=int(cfg.seed),
+                          progress=lambda s: print(f"  measuring {s}", file=sys.stderr, flush=True))
+    print_table(format_rows(rows), title=f"throughput (batch {settings.batch_size}, {settings.dtype}, {settings.torch_device()}, "
+                                        f"d_model={cfg.model.d_model}, n_layers={cfg.model.n_layers})")
+    if cfg.get("out"):
+        write_json(Path(str(cfg.out)) / "throughput.json", rows)
+        write_csv(Path(str(cfg.out)) / "throughput.csv", rows)
+        print(f"wrote {cfg.out}/throughput.json, throughput.csv")
+    return 0
+
+
+def cmd_quality(cfg) -> int:
+    import train
+
+    from .bench.common import print_table
+    from .io import write_json
+    from .quality import evaluate_run
+
+    if not cfg.get("run"):
+        raise SystemExit("quality: give the run folder, e.g. python -m eval quality run=results/quick/runs/mqar-mamba")
+    run_dir = Path(str(cfg.run))
+    if not run_dir.is_dir():
+        raise SystemExit(f"quality: run folder {run_dir} does not exist")
+    model, run_cfg, summary = train.load_run(run_dir)
+    model = model.float().eval()
+    out = evaluate_run(model, run_cfg, train.build_task(run_cfg.task), cfg)
+    print(f"run {run_dir}: arch {summary.get('arch')}, task {out['task']}, trained at length {out['train_len']}")
+    for key in ("loss_by_position", "accuracy_vs_length", "passkey"):
+        if key in out:
+            print_table(out[key], title=key)
+    if cfg.get("out"):
+        write_json(Path(str(cfg.out)) / "quality.json", out)
+    return 0
+
+
+def cmd_ops(cfg) -> int:
+    from .ops import run_ops
+
+    only = cfg.get("only")
+    only = [only] if isinstance(only, str) else (list(only) if only else None)
+    results = run_ops(only, quick=bool(cfg.quick))
+    return 1 if any(isinstance(v, Exception) for v in results.values()) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if argv else 2
+    cmd, overrides = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"unknown command {cmd!r}; expected one of: {', '.join(COMMANDS)}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        print(f"{cmd}: arguments must be key=value overrides, got {bad}", file=sys.stderr)
+        return 2
+    from .config import compose
+
+    cfg = compose(f"eval/{cmd}", overrides)
+    if cfg.get("print_config"):
+        print(OmegaConf.to_yaml(cfg))
+    return {"compare": cmd_compare, "throughput": cmd_throughput, "quality": cmd_quality, "ops": cmd_ops}[cmd](cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

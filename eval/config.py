@@ -1,0 +1,54 @@
+"""Locating and composing the Hydra configs in ``configs/`` (works from a wheel too)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def config_dir() -> Path:
+    import configs
+
+    return Path(configs.__file__).resolve().parent
+
+
+def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` with Hydra ``key=value`` overrides.
+
+    The Hydra context is entered and left here, so the trainer can compose its own
+    configs afterwards.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():  # e.g. called from inside a Hydra app
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def load_group(group: str, name: str) -> DictConfig:
+    """``configs/<group>/<name>.yaml`` as a DictConfig; a missing one lists the known names."""
+    path = config_dir() / group / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+        raise FileNotFoundError(f"no config {group}/{name}.yaml in {config_dir()}; known {group} configs: {', '.join(known)}")
+    return OmegaConf.load(path)
+
+
+def resolve_archs(spec) -> list[str]:
+    """``"all"`` -> every registered mixer; a name or list of names -> checked list."""
+    from archs import mixer_names
+
+    known = mixer_names()
+    if spec is None or spec == "all":
+        return known
+    names = [spec] if isinstance(spec, str) else [str(s) for s in spec]
+    if not names:
+        raise ValueError("archs: expected 'all' or a non-empty list of registered mixer names")
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise ValueError(f"archs: unknown {bad}; known mixers: {', '.join(known)}")
+    return names

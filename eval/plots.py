@@ -1,0 +1,106 @@
+"""PNG plots of a comparison (matplotlib, Agg backend; files written atomically).
+
+Each function takes plain data (dicts / rows) so it can be tested without training.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .io import save_figure  # noqa: E402
+
+
+def _finite(*xs) -> bool:
+    return all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in xs)
+
+
+def _style(names: Sequence[str]) -> dict[str, dict]:
+    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    marks = "osD^v<>pPX*h"
+    return {n: {"color": cmap(i % cmap.N), "marker": marks[i % len(marks)]} for i, n in enumerate(sorted(names))}
+
+
+def _finish(fig, ax, path, empty: bool) -> Path:
+    if empty:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.legend(fontsize=7, ncol=2)
+    ax.grid(True, which="both", alpha=0.3)
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def loss_vs_flops(curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], path) -> Path:
+    """``curves[task][arch] = [(flops, loss), ...]``; one panel per task, one line per arch."""
+    tasks = list(curves) or ["-"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    names = sorted({a for t in curves.values() for a in t})
+    style = _style(names)
+    any_data = False
+    for ax, task in zip(axes[0], tasks):
+        for arch, pts in sorted(curves.get(task, {}).items()):
+            pts = [(f, l) for f, l in pts if _finite(f, l) and f > 0]
+            if pts:
+                any_data = True
+                ax.plot(*zip(*pts), label=arch, color=style[arch]["color"], lw=1.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("training FLOPs")
+        ax.set_ylabel("loss")
+        ax.set_title(f"{task}: loss vs training compute")
+        if ax is not axes[0][-1]:
+            ax.grid(True, which="both", alpha=0.3)
+    return _finish(fig, axes[0][-1], path, not any_data)
+
+
+def _by_arch(rows: Sequence[dict], x: str, y: str) -> dict[str, list[tuple[float, float]]]:
+    out: dict[str, list] = {}
+    for r in rows:
+        if _finite(r.get(x), r.get(y)) and r.get("status", "ok") == "ok":
+            out.setdefault(str(r["arch"]), []).append((float(r[x]), float(r[y])))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _lines(rows, x, y, path, xlabel, ylabel, title, logy=True, vline=None) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    data = _by_arch(rows, x, y)
+    style = _style(list(data))
+    for arch, pts in sorted(data.items()):
+        ax.plot(*zip(*pts), label=arch, **style[arch], lw=1.2, ms=4)
+    ax.set_xscale("log", base=2)
+    if logy and any(v > 0 for pts in data.values() for _, v in pts):
+        ax.set_yscale("log")
+    if vline:
+        ax.axvline(vline, color="gray", ls="--", lw=1)
+        ax.text(vline, ax.get_ylim()[1], " train length", va="top", fontsize=7, color="gray")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return _finish(fig, ax, path, not data)
+
+
+def decode_vs_context(rows: Sequence[dict], path) -> Path:
+    """Throughput rows (``arch, context, decode_tok_s``) -> decode tokens/s vs context."""
+    return _lines(rows, "context", "decode_tok_s", path, "context length (tokens)", "decode tokens/s", "Decode speed vs context")
+
+
+def prefill_vs_context(rows: Sequence[dict], path) -> Path:
+    return _lines(rows, "context", "prefill_tok_s", path, "context length (tokens)", "prefill tokens/s", "Prefill speed vs context")
+
+
+def state_vs_context(rows: Sequence[dict], path) -> Path:
+    """Rows ``arch, context, state_mib`` -> state memory per sequence vs context (log-log)."""
+    return _lines(rows, "context", "state_mib", path, "context length (tokens)", "state per sequence (MiB)", "State memory vs context")
+
+
+def accuracy_vs_length(rows: Sequence[dict], path, train_len: int | None = None, task: str = "mqar") -> Path:
+    """Rows ``arch, length, accuracy`` -> accuracy vs sequence length (dashed line: training length)."""
+    return _lines(rows, "length", "accuracy", path, "sequence length (tokens)", "accuracy", f"{task}: accuracy vs length",
+                  logy=False, vline=train_len)

@@ -1,0 +1,234 @@
+"""Long-context speed and memory of one model: prefill tokens/s, decode latency, state memory.
+
+For each context length L (e.g. 1k .. 64k):
+
+* prefill: time ``model.prefill(tokens (B, L))`` from an empty state -> tokens/s = B * L / time;
+* decode: prefill L tokens, then time ``decode_steps`` calls of ``model.step`` -> ms per token
+  and tokens/s (= B / per-step time);
+* state: analytic ``model.state_size(L)`` numbers per sequence (x bytes per number), the
+  bytes the state tensors really hold (``MixerState.nbytes_per_sequence``), and a measured
+  peak: CUDA peak allocated memory on a GPU, resident-set growth on a CPU.
+
+A context is skipped (a row with ``status = "skipped: <reason>"``, never a crash) when its
+estimated memory exceeds ``mem_limit_gb``, when the time extrapolated from the previous
+context exceeds ``max_seconds``, or when it runs out of memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Callable, Sequence
+
+import torch
+
+from .bench.common import sync
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16, "float64": torch.float64}
+
+
+@dataclasses.dataclass
+class ThroughputSettings:
+    contexts: Sequence[int] = (1024, 4096)
+    batch_size: int = 1
+    decode_steps: int = 16
+    warmup: int = 1          # untimed runs per measurement
+    repeats: int = 3         # timed runs per measurement (median)
+    max_seconds: float = 30.0  # cap on one measurement (extrapolated before it is started)
+    mem_limit_gb: float = 8.0  # skip contexts whose estimated memory is above this
+    device: str = "auto"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        self.contexts = [int(c) for c in self.contexts]
+        if not self.contexts or any(c < 1 for c in self.contexts):
+            raise ValueError(f"throughput: contexts must be positive ints, got {list(self.contexts)}")
+        for what in ("batch_size", "decode_steps", "repeats"):
+            if int(getattr(self, what)) < 1:
+                raise ValueError(f"throughput: {what} must be >= 1, got {getattr(self, what)}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"throughput: unknown dtype {self.dtype!r}; expected one of {sorted(_DTYPES)}")
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "ThroughputSettings":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in dict(cfg).items() if k in names})
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+
+def _rss_bytes() -> int:
+    """Current resident set size of this process (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _state_nbytes(state: list) -> int:
+    return sum(s.nbytes_per_sequence() for s in state)
+
+
+def estimate_bytes(model, batch: int, context: int, elem: int) -> float:
+    """Rough peak of a prefill: state + a few activations (B, L, D) per layer + logits (B, L, V)."""
+    acts = batch * context * (12 * model.d_model * 2 + model.vocab_size) * elem  # two live layers
+    return model.state_size(context) * batch * elem + acts
+
+
+def _time(fn: Callable[[], object], warmup: int, repeats: int, max_seconds: float) -> float:
+    """Median seconds of ``fn()`` after ``warmup`` calls; stops repeating past ``max_seconds``."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times, spent = [], 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        spent += dt
+        if spent > max_seconds:
+            break
+    times.sort()
+    return times[len(times) // 2]
+
+
+def measure_model(model, settings: ThroughputSettings, arch: str = "?", progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Rows (one per context) of prefill / decode speed and state memory for ``model``.
+
+    ``model`` is a ``LanguageModel`` (weights do not matter for speed). Every row has
+    ``arch, context, batch, status`` and, when ``status == "ok"``, the measured numbers.
+    """
+    dev, dtype = settings.torch_device(), settings.torch_dtype()
+    model = model.to(device=dev, dtype=dtype).eval()
+    B, V = settings.batch_size, model.vocab_size
+    elem = torch.empty((), dtype=dtype).element_size()
+    limit = settings.mem_limit_gb * 2**30
+    gen = torch.Generator().manual_seed(0)
+    rows: list[dict] = []
+    prev: tuple[int, float] | None = None  # (context, seconds of one prefill + decode)
+    exponent = 1.0
+
+    with torch.inference_mode():
+        # warm kernels / allocator once on a short sequence
+        _, st = model.prefill(torch.randint(0, V, (B, 16), generator=gen).to(dev), model.init_state(B, max_seq_len=32))
+        model.step(torch.zeros(B, dtype=torch.long, device=dev), st)
+        del st
+
+        for L in settings.contexts:
+            row = {"arch": arch, "context": L, "batch": B, "dtype": settings.dtype, "device": dev.type,
+                   "state_numel": model.state_size(L), "state_bytes": model.state_size(L) * elem}
+            rows.append(row)
+            if progress:
+                progress(f"{arch} @ {L}")
+            est = estimate_bytes(model, B, L, elem)
+            if est > limit:
+                row["status"] = f"skipped: estimated memory {est / 2**30:.1f} GiB > mem_limit_gb={settings.mem_limit_gb}"
+                continue
+            if prev is not None:
+                guess = prev[1] * (L / prev[0]) ** exponent * (settings.warmup + 1)
+                if guess > settings.max_seconds:
+                    row["status"] = f"skipped: estimated {guess:.0f} s > max_seconds={settings.max_seconds:g}"
+                    continue
+            try:
+                row.update(_measure_context(model, settings, L, gen, dev))
+            except torch.OutOfMemoryError as e:  # noqa: PERF203
+                row["status"] = f"skipped: out of memory ({str(e).splitlines()[0][:80]})"
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            row["status"] = "ok"
+            seconds = row["prefill_ms"] / 1e3 + row["decode_ms_per_token"] / 1e3 * settings.decode_steps
+            if prev is not None and seconds > 0 and prev[1] > 0 and L > prev[0]:
+                # observed growth rate, kept within linear .. quadratic
+                exponent = min(2.0, max(1.0, math.log(seconds / prev[1]) / math.log(L / prev[0])))
+            prev = (L, seconds)
+    return rows
+
+
+def _measure_context(model, s: ThroughputSettings, L: int, gen: torch.Generator, dev: torch.device) -> dict:
+    B, V = s.batch_size, model.vocab_size
+    tokens = torch.randint(0, V, (B, L), generator=gen).to(dev)  # (B, L)
+    cap = L + s.warmup + s.decode_steps + 1
+
+    # prefill from an empty state
+    prefill_s = _time(lambda: model.prefill(tokens, model.init_state(B, max_seq_len=cap)), s.warmup, s.repeats, s.max_seconds)
+
+    # memory held after a prefill (the state), then decode from it
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+    rss0 = _rss_bytes()
+    _, state = model.prefill(tokens, model.init_state(B, max_seq_len=cap))
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) - base
+        held = torch.cuda.memory_allocated(dev) - base
+    else:
+        peak, held = None, max(0, _rss_bytes() - rss0)
+    measured_state = _state_nbytes(state)
+
+    token = torch.randint(0, V, (B,), generator=gen).to(dev)  # (B,)
+    for _ in range(s.warmup):
+        model.step(token, state)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(s.decode_steps):
+        model.step(token, state)
+    sync()
+    step_s = (time.perf_counter() - t0) / s.decode_steps
+    del state
+    return {
+        "prefill_ms": 1e3 * prefill_s,
+        "prefill_tok_s": B * L / prefill_s,
+        "decode_ms_per_token": 1e3 * step_s,
+        "decode_tok_s": B / step_s,
+        "state_bytes_measured": measured_state,
+        "peak_mem_bytes": peak,       # CUDA: peak allocated during the prefill (whole batch)
+        "held_mem_bytes": held,       # CUDA: allocated after it; CPU: RSS growth (whole batch)
+    }
+
+
+def run_throughput(arch_names: Sequence[str], model_cfg, settings: ThroughputSettings, vocab_size: int = 256,
+                   seed: int = 0, progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Build each arch from ``configs/arch/<name>.yaml`` at size ``model_cfg`` and measure it."""
+    from archs import build_language_model
+
+    from .config import load_group
+
+    rows = []
+    for name in arch_names:
+        torch.manual_seed(seed)
+        model = build_language_model(load_group("arch", name), model_cfg, vocab_size)
+        r = measure_model(model, settings, arch=name, progress=progress)
+        for row in r:
+            row["params"] = model.num_params()
+        rows.extend(r)
+    return rows
+
+
+def format_rows(rows: list[dict]) -> list[dict]:
+    """Compact rows for printing: speeds and sizes, with the skip reason where skipped."""
+    out = []
+    for r in rows:
+        ok = r.get("status") == "ok"
+        out.append({
+            "arch": r["arch"], "context": r["context"],
+            "prefill tok/s": round(r["prefill_tok_s"]) if ok else "-",
+            "decode ms/tok": round(r["decode_ms_per_token"], 3) if ok else "-",
+            "decode tok/s": round(r["decode_tok_s"], 1) if ok else "-",
+            "state MiB (analytic)": round(r["state_bytes"] / 2**20, 3),
+            "state MiB (measured)": round(r["state_bytes_measured"] / 2**20, 3) if ok else "-",
+            "status": r.get("status", "?"),
+        })
+    return out
