@@ -29,7 +29,7 @@ def _style(names: Sequence[str]) -> dict[str, dict]:
 def _finish(fig, ax, path, empty: bool) -> Path:
     if empty:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-    else:
+    elif ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, ncol=2)
     ax.grid(True, which="both", alpha=0.3)
     try:
@@ -44,20 +44,18 @@ def loss_vs_flops(curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
     names = sorted({a for t in curves.values() for a in t})
     style = _style(names)
-    any_data = False
     for ax, task in zip(axes[0], tasks):
         for arch, pts in sorted(curves.get(task, {}).items()):
             pts = [(f, l) for f, l in pts if _finite(f, l) and f > 0]
             if pts:
-                any_data = True
                 ax.plot(*zip(*pts), label=arch, color=style[arch]["color"], lw=1.2)
         ax.set_xscale("log")
         ax.set_xlabel("training FLOPs")
         ax.set_ylabel("loss")
         ax.set_title(f"{task}: loss vs training compute")
-        if ax is not axes[0][-1]:
-            ax.grid(True, which="both", alpha=0.3)
-    return _finish(fig, axes[0][-1], path, not any_data)
+        ax.grid(True, which="both", alpha=0.3)
+    fullest = max(axes[0], key=lambda a: len(a.get_lines()))
+    return _finish(fig, fullest, path, not fullest.get_lines())
 
 
 def _by_arch(rows: Sequence[dict], x: str, y: str) -> dict[str, list[tuple[float, float]]]:

@@ -12,7 +12,6 @@ task has ``val_tokens()`` (a 1-D long tensor).
 """
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Callable, Sequence
 
@@ -99,29 +98,58 @@ def loss_by_position(model, tokens: torch.Tensor, seq_len: int, n_buckets: int =
     return rows
 
 
-def passkey_grid(model, task, lengths: Sequence[int], depths: Sequence[float], num_examples: int = 16,
-                 seed: int = 4321, batch_size: int = 8) -> list[dict]:
-    """Passkey retrieval accuracy for every (length, depth); depth 0 = key at the start, 1 = at the end.
+def _key_depth(task, inputs: torch.Tensor) -> torch.Tensor | None:
+    """Depth in [0, 1] of the passkey in each example (first position of ``task.KEY``), or None."""
+    key = getattr(task, "KEY", None)
+    if key is None:
+        return None
+    hit = inputs == key  # (N, L)
+    if not bool(hit.any(1).all()):
+        return None
+    pos = hit.float().argmax(1)  # (N,) first KEY marker
+    return pos / max(1, inputs.shape[1] - 1)
 
-    Needs a task whose ``generate`` accepts ``depth=`` (the trainer's passkey task); otherwise
-    each row says so in ``status``.
+
+@torch.inference_mode()
+def passkey_grid(model, task, lengths: Sequence[int], n_depths: int = 4, num_examples: int = 64,
+                 seed: int = 4321, batch_size: int = 16) -> list[dict]:
+    """Passkey retrieval over a (length x depth) grid; depth 0 = key at the start, 1 = at the end.
+
+    For each length, ``num_examples`` are generated (the key at a random depth) and binned by
+    where the key sits into ``n_depths`` equal bins. Rows: ``{length, depth_lo, depth_hi,
+    examples, accuracy (digits right), exact (whole key right), status}``.
     """
-    params = inspect.signature(task.generate).parameters
+    model.eval()
+    dev = _device(model)
     rows = []
     for L in lengths:
-        for d in depths:
-            row = {"length": int(L), "depth": float(d)}
-            if "depth" not in params:
-                row["status"] = f"skipped: {type(task).__name__}.generate has no depth= argument"
-            else:
-                try:
-                    batch = task.generate(num_examples, int(L), seed, depth=float(d))
-                except (ValueError, AssertionError) as e:
-                    row["status"] = f"skipped: {e}"
-                else:
-                    _, correct, n = _scored(model, batch["inputs"], batch["targets"], batch_size)
-                    row.update(accuracy=correct / n if n else float("nan"), status="ok")
-            rows.append(row)
+        try:
+            batch = task.generate(num_examples, int(L), seed)
+        except (ValueError, AssertionError) as e:
+            rows.append({"length": int(L), "status": f"skipped: {e}"})
+            continue
+        x, y = batch["inputs"], batch["targets"]  # (N, L)
+        depth = _key_depth(task, x)
+        if depth is None:
+            rows.append({"length": int(L), "status": f"skipped: {type(task).__name__} has no KEY marker to locate"})
+            continue
+        right = torch.zeros(x.shape[0])
+        exact = torch.zeros(x.shape[0])
+        for i in range(0, x.shape[0], batch_size):
+            xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
+            pred = model(xb).argmax(-1)  # (b, L)
+            mask = yb != -100
+            ok = ((pred == yb) & mask).sum(1).float()  # (b,)
+            right[i:i + batch_size] = (ok / mask.sum(1).clamp(min=1)).cpu()
+            exact[i:i + batch_size] = (ok == mask.sum(1)).float().cpu()
+        for b in range(n_depths):
+            lo, hi = b / n_depths, (b + 1) / n_depths
+            sel = (depth >= lo) & ((depth < hi) if b + 1 < n_depths else (depth <= hi))
+            n = int(sel.sum())
+            rows.append({"length": int(L), "depth_lo": lo, "depth_hi": hi, "examples": n,
+                         "accuracy": right[sel].mean().item() if n else float("nan"),
+                         "exact": exact[sel].mean().item() if n else float("nan"),
+                         "status": "ok" if n else "skipped: no example at this depth"})
     return rows
 
 
@@ -135,10 +163,14 @@ def evaluate_run(model, cfg, task, settings, progress: Callable[[str], None] | N
     out: dict = {"task": task_name, "train_len": train_len}
     mults = list(settings.get("length_multipliers", [0.5, 1, 2, 4]))
     if task_name == "text":
-        L = int(settings.get("text_seq_len", 0) or train_len or 256)
-        out["loss_by_position"] = loss_by_position(
-            model, task.val_tokens(), L, n_buckets=int(settings.get("n_buckets", 8)),
-            max_windows=int(settings.get("max_windows", 16)), batch_size=int(settings.get("batch_size", 4)))
+        L = int(settings.get("text_seq_len", 0) or 0) or int(round((train_len or 256) * float(settings.get("text_length_multiplier", 1))))
+        if progress:
+            progress("text loss by position")
+        rows = loss_by_position(model, task.val_tokens(), L, n_buckets=int(settings.get("n_buckets", 8)),
+                                max_windows=int(settings.get("max_windows", 16)), batch_size=int(settings.get("text_batch_size", 4)))
+        for r in rows:
+            r["extrapolated"] = bool(train_len is not None and r["end"] > train_len)
+        out["loss_by_position"] = rows
         return out
     lengths = [int(l) for l in settings.get("lengths", None) or []] or sorted(
         {max(8, int(round(m * (train_len or 64)))) for m in mults})
@@ -148,6 +180,6 @@ def evaluate_run(model, cfg, task, settings, progress: Callable[[str], None] | N
         model, task, lengths, num_examples=int(settings.get("num_examples", 64)),
         batch_size=int(settings.get("batch_size", 16)), train_len=train_len)
     if task_name == "passkey":
-        out["passkey"] = passkey_grid(model, task, lengths, list(settings.get("depths", [0.0, 0.25, 0.5, 0.75, 1.0])),
-                                      num_examples=int(settings.get("passkey_examples", 16)))
+        out["passkey"] = passkey_grid(model, task, lengths, n_depths=int(settings.get("n_depths", 4)),
+                                      num_examples=int(settings.get("passkey_examples", 64)))
     return out
