@@ -114,11 +114,12 @@ def _prepare(op, q, k, v, g, g_shape, what, scale, initial_state, chunk_size):
     B, T, H, K, V = check_qkv(op, q, k, v, initial_state)
     check_g(op, g, g_shape(B, T, H, K), what)
     check_chunk_size(op, chunk_size)
+    chunk_size = min(chunk_size, max(T, 1))  # a short sequence is one chunk: no padding to chunk_size
     out_dtype = v.dtype
     cd = compute_dtype(q, k, v, g)
     T_pad = n_chunks(T, chunk_size) * chunk_size
     q, k, v, g = (pad_time(t.to(cd), T_pad) for t in (q, k, v, g))  # padding: k = v = 0, g = 0 keeps the state
-    return q, k, v, g, default_scale(scale, K), T, out_dtype
+    return q, k, v, g, default_scale(scale, K), T, out_dtype, chunk_size
 
 
 def chunk_simple_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False, chunk_size=64):
@@ -131,7 +132,7 @@ def chunk_simple_gla(q, k, v, g, scale=None, initial_state=None, output_final_st
                     initial_state=initial_state, output_final_state=output_final_state)
     if kern is not None:
         return kern
-    q, k, v, g, scale, T, out_dtype = _prepare(
+    q, k, v, g, scale, T, out_dtype, chunk_size = _prepare(
         "chunk_simple_gla", q, k, v, g, lambda B, T, H, K: (B, T, H), "g (log decay per head)", scale, initial_state, chunk_size)
     gc = rearrange(g, "b (n c) h -> b n c h", c=chunk_size).cumsum(2)[..., None]  # (B, N, C, H, 1)
     o, S = _chunk_linear_attn(q, k, v, gc, scale, initial_state, output_final_state, chunk_size, _scalar_decay_scores)
@@ -161,7 +162,7 @@ def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fal
                     initial_state=initial_state, output_final_state=output_final_state)
     if kern is not None:
         return kern
-    q, k, v, g, scale, T, out_dtype = _prepare(
+    q, k, v, g, scale, T, out_dtype, chunk_size = _prepare(
         "chunk_gla", q, k, v, g, lambda B, T, H, K: (B, T, H, K), "g (log decay per key channel)", scale, initial_state, chunk_size)
     sub = SUB_CHUNK if chunk_size % SUB_CHUNK == 0 else chunk_size
     gc = rearrange(g, "b (n c) h k -> b n c h k", c=chunk_size).cumsum(2)  # (B, N, C, H, K)
