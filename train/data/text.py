@@ -1,0 +1,173 @@
+"""Text: a byte-level corpus loaded through ``datasets``, packed into fixed-length windows.
+
+Sources (``source`` in configs/task/text.yaml):
+    stdlib        the Python standard library's own ``.py`` files (present on every machine):
+                  sorted by relative path, ``max_files`` of them taken at even strides, split
+                  into train/val by a hash of the relative path (fixed across machines).
+    files         local files: ``data_files`` (text, one document per file) or ``*.json``/
+                  ``*.jsonl`` with a ``text_field``; validation is ``val_files`` or a hash split.
+    <hub name>    any ``datasets`` hub name (needs a network): ``load_dataset(name, config)``.
+
+Tokenizer: bytes (vocab 256). Documents are joined with a newline into one stream per split;
+training windows start at offsets drawn from (seed, step), validation windows tile the val
+stream from the start.
+"""
+from __future__ import annotations
+
+import hashlib
+import sysconfig
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+IGNORE = -100
+
+
+def stdlib_files(max_files: int | None = 400) -> list[tuple[str, Path]]:
+    """(relative path, path) of the stdlib's .py sources: sorted, evenly strided to ``max_files``."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = ("site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__")
+    files = sorted(
+        (p.relative_to(root).as_posix(), p)
+        for p in root.rglob("*.py")
+        if not any(part in skip for part in p.relative_to(root).parts[:-1])
+    )
+    if not files:
+        raise FileNotFoundError(f"text: no .py files found under the standard library at {root}")
+    if max_files is not None and len(files) > max_files:
+        stride = len(files) / max_files
+        files = [files[int(i * stride)] for i in range(max_files)]
+    return files
+
+
+def is_val(key: str, val_percent: float) -> bool:
+    """Fixed split: a document is held out when md5(key) falls in the lowest ``val_percent``."""
+    h = int.from_bytes(hashlib.md5(key.encode()).digest()[:8], "big")
+    return (h % 10_000) < val_percent * 100
+
+
+def encode_bytes(docs: Sequence[str]) -> torch.Tensor:
+    """Documents -> one 1-D uint8 stream of their UTF-8 bytes, each followed by a newline."""
+    data = b"".join(d.encode("utf-8", errors="replace") + b"\n" for d in docs)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).clone()
+
+
+class TextTask:
+    """Byte-level language modelling on a corpus; ``vocab_size`` = 256.
+
+    ``train_batch(batch_size, seq_len, seed)`` draws packed windows at random offsets;
+    ``val_tokens()`` is the held-out byte stream (1-D long).
+    """
+
+    name = "text"
+    synthetic = False
+    vocab_size = 256
+
+    def __init__(self, source: str = "stdlib", max_files: int | None = 400, val_percent: float = 10.0,
+                 data_files: Sequence[str] | str | None = None, val_files: Sequence[str] | str | None = None,
+                 text_field: str = "text", hub_config: str | None = None, cache_dir: str | None = None):
+        if not 0 < val_percent < 100:
+            raise ValueError(f"text: val_percent must be in (0, 100), got {val_percent!r}")
+        self.source, self.max_files, self.val_percent = source, max_files, val_percent
+        self.data_files, self.val_files, self.text_field = data_files, val_files, text_field
+        self.hub_config, self.cache_dir = hub_config, cache_dir
+        if source == "files" and not data_files:
+            raise ValueError("text: source='files' needs data_files (a path or list of paths)")
+        self._splits: dict[str, torch.Tensor] | None = None
+
+    # ---- loading -------------------------------------------------------------------------
+    def _load(self) -> dict[str, torch.Tensor]:
+        if self._splits is None:
+            if self.source == "stdlib":
+                keyed = stdlib_files(self.max_files)  # split by the path inside the stdlib
+                train, val = self._load_local([str(p) for _, p in keyed], None, "text", keys=[k for k, _ in keyed])
+            elif self.source == "files":
+                train, val = self._load_local(_as_list(self.data_files), _as_list(self.val_files) or None, None)
+            else:
+                train, val = self._load_hub()
+            self._splits = {"train": encode_bytes(train), "val": encode_bytes(val)}
+            for split, toks in self._splits.items():
+                if toks.numel() < 2:
+                    raise ValueError(f"text: the {split} split of source {self.source!r} is empty")
+        return self._splits
+
+    def _load_local(self, files: list[str], val_files: list[str] | None, builder: str | None, keys: list[str] | None = None):
+        import datasets
+
+        for f in files + (val_files or []):
+            if not Path(f).is_file():
+                raise FileNotFoundError(f"text: data file {f!r} does not exist")
+        builder = builder or ("json" if files[0].endswith((".json", ".jsonl")) else "text")
+        kw = {"sample_by": "document"} if builder == "text" else {}
+        field = "text" if builder == "text" else self.text_field
+
+        def load(fs: list[str]) -> list[str]:
+            ds = datasets.load_dataset(builder, data_files=fs, split="train", cache_dir=self.cache_dir, **kw)
+            if field not in ds.column_names:
+                raise ValueError(f"text: field {field!r} not in {fs[0]!r}; columns are {ds.column_names}")
+            return list(ds[field])
+
+        if val_files:
+            return load(files), load(val_files)
+        keys = keys or [Path(f).name for f in files]
+        train_f = [f for f, k in zip(files, keys) if not is_val(k, self.val_percent)]
+        val_f = [f for f, k in zip(files, keys) if is_val(k, self.val_percent)]
+        if not val_f or not train_f:  # too few files to split by file: split one stream by bytes
+            docs = load(files)
+            cut = int(len(docs) * (1 - self.val_percent / 100)) or 1
+            return docs[:cut], docs[cut:] or docs[-1:]
+        return load(train_f), load(val_f)
+
+    def _load_hub(self):  # pragma: no cover - needs a network
+        import datasets
+
+        ds = datasets.load_dataset(self.source, self.hub_config, cache_dir=self.cache_dir)
+        val_name = next((s for s in ("validation", "valid", "test") if s in ds), None)
+        train = list(ds["train"][self.text_field])
+        if val_name is None:
+            cut = int(len(train) * (1 - self.val_percent / 100))
+            return train[:cut], train[cut:]
+        return train, list(ds[val_name][self.text_field])
+
+    # ---- access --------------------------------------------------------------------------
+    def train_tokens(self) -> torch.Tensor:
+        """The training byte stream, 1-D long."""
+        return self._load()["train"].long()
+
+    def val_tokens(self) -> torch.Tensor:
+        """The held-out byte stream, 1-D long."""
+        return self._load()["val"].long()
+
+    def check_seq_len(self, seq_len: int) -> None:
+        if not isinstance(seq_len, int) or seq_len < 1:
+            raise ValueError(f"text: seq_len must be a positive int, got {seq_len!r}")
+
+    def train_batch(self, batch_size: int, seq_len: int, seed: int) -> dict[str, torch.Tensor]:
+        """``batch_size`` windows of the train stream at offsets drawn from ``seed``: inputs, targets (B, L)."""
+        toks = self._load()["train"]
+        if toks.numel() < seq_len + 1:
+            raise ValueError(f"text: seq_len={seq_len} is longer than the training stream ({toks.numel() - 1} tokens)")
+        g = torch.Generator().manual_seed(int(seed) % (2**63 - 1))
+        starts = torch.randint(0, toks.numel() - seq_len, (batch_size,), generator=g)
+        win = toks[starts[:, None] + torch.arange(seq_len + 1)].long()  # (B, L + 1)
+        return {"inputs": win[:, :-1].contiguous(), "targets": win[:, 1:].contiguous()}
+
+    def val_batch(self, batch_size: int, seq_len: int, index: int) -> dict[str, torch.Tensor]:
+        """Validation batch ``index``: consecutive windows tiling the val stream (wrapping around)."""
+        toks = self._load()["val"]
+        n_win = max(1, (toks.numel() - 1) // seq_len)
+        if toks.numel() < seq_len + 1:
+            raise ValueError(f"text: seq_len={seq_len} is longer than the validation stream ({toks.numel() - 1} tokens)")
+        idx = (index * batch_size + torch.arange(batch_size)) % n_win
+        win = toks[idx[:, None] * seq_len + torch.arange(seq_len + 1)].long()  # (B, L + 1)
+        return {"inputs": win[:, :-1].contiguous(), "targets": win[:, 1:].contiguous()}
+
+    def __repr__(self) -> str:
+        return f"TextTask(source={self.source!r})"
+
+
+def _as_list(x) -> list[str]:
+    if x is None:
+        return []
+    return [str(x)] if isinstance(x, (str, Path)) else [str(v) for v in x]

@@ -1,0 +1,110 @@
+"""LightningModule around ``archs.LanguageModel``: masked next-token loss, AdamW, warmup + cosine."""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data.synthetic import IGNORE
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the run stops and the last good checkpoint is kept."""
+
+
+def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over scored positions. logits (B, L, V), targets (B, L) with -100 = unscored."""
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+
+@torch.no_grad()
+def masked_accuracy_counts(logits: torch.Tensor, targets: torch.Tensor) -> tuple[int, int]:
+    """(correct, scored) argmax predictions over positions with a target."""
+    scored = targets != IGNORE  # (B, L)
+    correct = (logits.argmax(-1) == targets) & scored
+    return int(correct.sum()), int(scored.sum())
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on matrices; none on norms, biases, embeddings (and the tied head),
+    or parameters a mixer marks with ``_no_weight_decay = True`` (e.g. SSM decay rates)."""
+    no_decay_ids = set()
+    for mod in model.modules():
+        if isinstance(mod, nn.Embedding):
+            no_decay_ids.add(id(mod.weight))
+    decay, no_decay, seen = [], [], set()
+    for _, p in model.named_parameters():
+        if id(p) in seen or not p.requires_grad:
+            continue
+        seen.add(id(p))
+        if p.ndim < 2 or id(p) in no_decay_ids or getattr(p, "_no_weight_decay", False):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """LR multiplier: linear warmup from 1/warmup to 1 over ``warmup_steps``, then cosine to ``min_ratio``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    t = min(1.0, (step - warmup_steps) / span)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+class LMModule(L.LightningModule):
+    """Trains ``model`` on (inputs, targets) batches; targets use -100 for unscored positions."""
+
+    def __init__(self, model: nn.Module, lr: float, weight_decay: float = 0.1, warmup_steps: int = 0,
+                 total_steps: int = 1, min_lr_ratio: float = 0.1, betas: tuple[float, float] = (0.9, 0.95)):
+        super().__init__()
+        self.model = model
+        self.lr, self.weight_decay, self.betas = lr, weight_decay, tuple(betas)
+        self.warmup_steps, self.total_steps, self.min_lr_ratio = warmup_steps, total_steps, min_lr_ratio
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(tokens)
+
+    def training_step(self, batch, batch_idx):
+        inputs, targets = batch  # (B, L), (B, L)
+        loss = masked_lm_loss(self.model(inputs), targets)
+        finite = bool(torch.isfinite(loss.detach()))
+        if self.trainer is not None and self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at step {self.global_step}: stopping; "
+                "the last good checkpoint is kept (try a lower lr or more warmup)"
+            )
+        return loss
+
+    @torch.no_grad()
+    def evaluate(self, batches) -> dict[str, float]:
+        """Summed loss, scored-position count and correct count over ``batches`` (this rank only)."""
+        was_training = self.model.training
+        self.model.eval()
+        loss_sum, n, correct = 0.0, 0, 0
+        for inputs, targets in batches:
+            inputs, targets = inputs.to(self.device), targets.to(self.device)
+            ctx = self.trainer.precision_plugin.forward_context() if self._trainer is not None else contextlib.nullcontext()
+            with ctx:
+                logits = self.model(inputs)
+            scored = int((targets != IGNORE).sum())
+            loss_sum += float(masked_lm_loss(logits, targets)) * scored
+            c, _ = masked_accuracy_counts(logits, targets)
+            correct, n = correct + c, n + scored
+        self.model.train(was_training)
+        return {"loss_sum": loss_sum, "count": n, "correct": correct}
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(param_groups(self.model, self.weight_decay), lr=self.lr, betas=self.betas)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: warmup_cosine(s, self.warmup_steps, self.total_steps, self.min_lr_ratio)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
