@@ -147,13 +147,25 @@ def read_summary(run_dir: str | Path) -> dict | None:
 
 
 # ---- planning --------------------------------------------------------------------------------
+def build_model(arch: dict, model_cfg: dict, vocab_size: int):
+    """``archs.build_language_model`` plus ``model.mlp_hidden`` (set when sizing to a parameter count)."""
+    from archs import LanguageModel, build_language_model
+
+    hidden = model_cfg.get("mlp_hidden")
+    if hidden is None:
+        return build_language_model(arch, model_cfg, vocab_size)
+    kwargs = {name: {k: v for k, v in dict(kw or {}).items() if v is not None}
+              for name, kw in dict(arch.get("mixer_kwargs") or {}).items()}
+    layers = arch["layers"] if isinstance(arch["layers"], str) else list(arch["layers"])
+    return LanguageModel(vocab_size=vocab_size, d_model=int(model_cfg["d_model"]), n_layers=int(model_cfg["n_layers"]),
+                         layers=layers, mixer_kwargs=kwargs, mlp=arch.get("mlp", "swiglu"), mlp_hidden=int(hidden))
+
+
 def plan_run(cfg) -> dict:
     """Everything decided before training (no files touched): task, model, sizing, steps, hash.
 
     Raises ValueError naming the bad value for invalid configs.
     """
-    from archs import build_language_model
-
     from .budget import size_to_params, steps_for_budget
 
     validate_config(cfg)
@@ -164,12 +176,14 @@ def plan_run(cfg) -> dict:
     sizing = None
     if c["budget"].get("params"):
         sizing = size_to_params(
-            lambda d, n: build_language_model(arch, {"d_model": d, "n_layers": n}, task.vocab_size),
+            lambda d, n, mlp_hidden=None: build_model(arch, {"d_model": d, "n_layers": n, "mlp_hidden": mlp_hidden}, task.vocab_size),
             int(c["budget"]["params"]), int(model_cfg["n_layers"]), int(c["budget"].get("multiple_of") or 8),
         )
         model_cfg.update(d_model=sizing["d_model"], n_layers=sizing["n_layers"])
+        if sizing["mlp_hidden"] is not None:
+            model_cfg["mlp_hidden"] = sizing["mlp_hidden"]
     torch.manual_seed(int(c["seed"]))
-    model = build_language_model(arch, model_cfg, task.vocab_size)
+    model = build_model(arch, model_cfg, task.vocab_size)
     check_model_seq_len(model, c["seq_len"])
     steps = steps_for_budget(c["budget"].get("flops"), model, c["seq_len"], c["batch_size"], c["budget"].get("max_steps"))
     fpt = float(model.flops_per_token(c["seq_len"]))
@@ -308,8 +322,6 @@ def _clean(run_dir: Path) -> None:
 # ---- loading ---------------------------------------------------------------------------------
 def load_run(run_dir: str | Path):
     """(model in eval mode on CPU with the weights of checkpoints/last.ckpt, cfg, summary or None)."""
-    from archs import build_language_model
-
     run_dir = Path(run_dir)
     cfg_path, ckpt = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
     if not cfg_path.exists():
@@ -319,7 +331,7 @@ def load_run(run_dir: str | Path):
     cfg = OmegaConf.load(cfg_path)
     c = OmegaConf.to_container(cfg, resolve=True)
     vocab = c.get("derived", {}).get("vocab_size") or build_task(c["task"]).vocab_size
-    model = build_language_model(c["arch"], c["model"], vocab)
+    model = build_model(c["arch"], c["model"], vocab)
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception:

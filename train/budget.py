@@ -12,6 +12,8 @@ from typing import Callable
 
 import torch
 
+from archs.layers import swiglu_hidden
+
 TRAIN_FLOPS_FACTOR = 3.0
 
 
@@ -37,79 +39,131 @@ def steps_for_budget(flops: float | None, model, seq_len: int, batch_size: int, 
     return min(steps, max_steps) if max_steps is not None else steps
 
 
+def _cpu_sdpa_flops(q_shape, k_shape, v_shape, dropout_p=0.0, is_causal=False, *args, out_shape=None, **kw) -> int:
+    """FLOPs of CPU flash attention (torch's counter has no formula for it): QK^T and AV, 2 each per
+    multiply-add; with ``is_causal`` only the keys at or before each query (the kernel skips the rest)."""
+    b, h, lq, d = q_shape
+    lk, dv = k_shape[-2], v_shape[-1]
+    if is_causal and lq == lk:
+        pairs = lq * (lq + 1) / 2
+    elif is_causal:  # mask aligned top-left (torch's convention for Lq != Lk)
+        pairs = sum(min(i + 1, lk) for i in range(lq))
+    else:
+        pairs = lq * lk
+    return int(2 * b * h * pairs * (d + dv))
+
+
 def measured_flops_per_token(model, seq_len: int, batch_size: int = 1, vocab_size: int | None = None) -> float:
-    """Forward FLOPs per token counted by ``torch.utils.flop_counter.FlopCounterMode``."""
+    """Forward FLOPs per token counted by ``torch.utils.flop_counter.FlopCounterMode``.
+
+    The counter sees matmuls, convolutions and attention kernels, not elementwise work or
+    fused recurrences (``nn.LSTM`` on CPU, sequential scans), so it undercounts scan-heavy mixers.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     vocab_size = vocab_size or model.vocab_size
     tokens = torch.randint(0, vocab_size, (batch_size, seq_len))
-    counter = FlopCounterMode(display=False)
+    mapping = {}
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is not None:
+        mapping[op] = _cpu_sdpa_flops
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with torch.no_grad(), counter:
         model(tokens)
     return counter.get_total_flops() / (batch_size * seq_len)
 
 
-def _count_params(build: Callable[[int, int], torch.nn.Module], d_model: int, n_layers: int) -> int | None:
-    """Parameters of ``build(d_model, n_layers)`` (on the meta device when possible); None if invalid."""
+def _count_params(build: Callable[..., torch.nn.Module], d_model: int, n_layers: int, mlp_hidden: int | None = None) -> int | None:
+    """Parameters of ``build(d_model, n_layers, mlp_hidden)`` (on the meta device when possible); None if invalid."""
+    kw = {} if mlp_hidden is None else {"mlp_hidden": mlp_hidden}
     try:
         with torch.device("meta"):
-            m = build(d_model, n_layers)
+            m = build(d_model, n_layers, **kw)
     except (ValueError, KeyError):
         return None
     except Exception:  # some init does not run on meta: build for real
         try:
-            m = build(d_model, n_layers)
+            m = build(d_model, n_layers, **kw)
         except (ValueError, KeyError):
             return None
     return sum(p.numel() for p in m.parameters())
 
 
-def size_to_params(build: Callable[[int, int], torch.nn.Module], target: int, n_layers: int, multiple_of: int = 8,
-                   tolerance: float = 0.02, max_d_model: int = 8192, vary_depth: bool = True) -> dict:
-    """Choose ``d_model`` (a multiple of ``multiple_of``) so ``build(d_model, n_layers)`` has about ``target`` params.
+def _best_width(build, target: int, layers: int, multiple_of: int, max_d_model: int) -> tuple[int, int] | None:
+    """(d_model, params) with d_model a multiple of ``multiple_of`` closest to ``target`` at this depth."""
+    lo, hi = 1, max_d_model // multiple_of
+    while lo <= hi:  # params grow with width: bisect for the first width at or above target
+        mid = (lo + hi) // 2
+        p = next((q for q in (_count_params(build, (mid + j) * multiple_of, layers) for j in range(4)) if q is not None), None)
+        if p is None:  # no valid width near here (e.g. head divisibility): scan around lo
+            break
+        if p < target:
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    cands = []
+    for m in range(max(1, lo - 2), lo + 3):
+        p = _count_params(build, m * multiple_of, layers)
+        if p is not None:
+            cands.append((abs(p - target), m * multiple_of, p))
+    if not cands:
+        return None
+    _, d, p = min(cands)
+    return d, p
 
-    Width is searched first at the configured depth; if no width is within ``tolerance``
-    (steps of ``multiple_of`` are too coarse for small models), depths from 1 to 2 x n_layers
-    are tried too and the one closest to the configured depth that fits is taken.
-    Returns dict(d_model, n_layers, params, target, rel_error, within_tolerance).
+
+def _best_mlp_hidden(build, target: int, d: int, layers: int, multiple_of: int) -> tuple[int, int] | None:
+    """(mlp_hidden, params) at this width and depth closest to ``target`` (hidden a multiple of 8,
+    within [1/2, 2] x the default); None when the architecture has no MLP to tune."""
+    p0 = _count_params(build, d, layers)
+    base = swiglu_hidden(d)
+    p1 = _count_params(build, d, layers, base + multiple_of)
+    if p0 is None or p1 is None or p1 == p0 or _count_params(build, d, layers, base) != p0:
+        return None
+    per_step = p1 - p0  # params are linear in the hidden width
+    h = base + round((target - p0) / per_step) * multiple_of
+    h = min(max(h, multiple_of * max(1, base // (2 * multiple_of))), 2 * base)
+    p = _count_params(build, d, layers, h)
+    return (h, p) if p is not None else None
+
+
+def size_to_params(build: Callable[..., torch.nn.Module], target: int, n_layers: int, multiple_of: int = 8,
+                   tolerance: float = 0.02, max_d_model: int = 8192, vary_depth: bool = True) -> dict:
+    """Size ``build(d_model, n_layers[, mlp_hidden])`` to about ``target`` parameters.
+
+    1. ``d_model`` (a multiple of ``multiple_of``) at the configured depth;
+    2. if no width is within ``tolerance`` (steps of ``multiple_of`` are coarse for small
+       models), the MLP hidden width is tuned too (multiples of 8) at that width and depth;
+    3. failing that (e.g. no MLP), depths 1 .. 4 x n_layers, the closest to the configured one first.
+    Returns dict(d_model, n_layers, mlp_hidden (None = default), params, target, rel_error, within_tolerance).
     """
-    if not isinstance(target, int) or target <= 0:
+    if not isinstance(target, int) or isinstance(target, bool) or target <= 0:
         raise ValueError(f"budget: budget.params must be a positive int, got {target!r}")
 
-    def best_width(layers: int) -> tuple[int, int] | None:
-        cands = []
-        lo, hi = 1, max_d_model // multiple_of
-        while lo <= hi:  # params grow with width: bisect for the first width at or above target
-            mid = (lo + hi) // 2
-            p = next((q for q in (_count_params(build, (mid + j) * multiple_of, layers) for j in range(4)) if q is not None), None)
-            if p is None:  # no valid width near here (e.g. head divisibility): scan around lo
-                break
-            if p < target:
-                lo = mid + 1
-            else:
-                hi = mid - 1
-        for m in range(max(1, lo - 2), lo + 3):
-            p = _count_params(build, m * multiple_of, layers)
-            if p is not None:
-                cands.append((abs(p - target), m * multiple_of, p))
-        if not cands:
-            return None
-        _, d, p = min(cands)
-        return d, p
+    def result(d, layers, h, p):
+        err = abs(p - target) / target
+        return {"d_model": d, "n_layers": layers, "mlp_hidden": h, "params": p, "target": target,
+                "rel_error": err, "within_tolerance": err <= tolerance}
 
     tried = []
-    depths = [n_layers] + ([d for d in sorted(range(1, 2 * n_layers + 1), key=lambda d: (abs(d - n_layers), d)) if d != n_layers] if vary_depth else [])
-    for layers in depths:
-        r = best_width(layers)
-        if r is None:
-            continue
-        d, p = r
-        err = abs(p - target) / target
-        tried.append((err, layers, d, p))
-        if err <= tolerance:
-            break
+    r = _best_width(build, target, n_layers, multiple_of, max_d_model)
+    if r is not None:
+        tried.append(result(r[0], n_layers, None, r[1]))
+        if tried[-1]["within_tolerance"]:
+            return tried[-1]
+        for d in (r[0], r[0] - multiple_of, r[0] + multiple_of):
+            h = _best_mlp_hidden(build, target, d, n_layers, 8) if d > 0 else None
+            if h is not None:
+                tried.append(result(d, n_layers, h[0], h[1]))
+                if tried[-1]["within_tolerance"]:
+                    return tried[-1]
+    if vary_depth:
+        for layers in sorted(range(1, 4 * n_layers + 1), key=lambda k: (abs(k - n_layers), k)):
+            r = _best_width(build, target, layers, multiple_of, max_d_model) if layers != n_layers else None
+            if r is not None:
+                tried.append(result(r[0], layers, None, r[1]))
+                if tried[-1]["within_tolerance"]:
+                    return tried[-1]
     if not tried:
         raise ValueError(f"budget: no d_model that is a multiple of {multiple_of} builds this architecture")
-    err, layers, d, p = min(tried) if all(t[0] > tolerance for t in tried) else tried[-1]
-    return {"d_model": d, "n_layers": layers, "params": p, "target": target, "rel_error": err,
-            "within_tolerance": err <= tolerance}
+    return min(tried, key=lambda t: t["rel_error"])

@@ -14,7 +14,9 @@ stream from the start.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import sysconfig
 from pathlib import Path
 from typing import Sequence
@@ -24,15 +26,17 @@ import torch
 IGNORE = -100
 
 
+@functools.lru_cache(maxsize=8)
 def stdlib_files(max_files: int | None = 400) -> list[tuple[str, Path]]:
     """(relative path, path) of the stdlib's .py sources: sorted, evenly strided to ``max_files``."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    skip = ("site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__")
-    files = sorted(
-        (p.relative_to(root).as_posix(), p)
-        for p in root.rglob("*.py")
-        if not any(part in skip for part in p.relative_to(root).parts[:-1])
-    )
+    skip = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__"}
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in skip]  # prune: never walk into them
+        rel = Path(dirpath).relative_to(root)
+        files += [((rel / f).as_posix(), Path(dirpath) / f) for f in filenames if f.endswith(".py")]
+    files.sort()
     if not files:
         raise FileNotFoundError(f"text: no .py files found under the standard library at {root}")
     if max_files is not None and len(files) > max_files:
