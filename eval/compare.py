@@ -22,6 +22,7 @@ import logging
 import math
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -153,10 +154,11 @@ class Compare:
         tp_model = None
         for task, s in have.items():
             try:
-                model, run_cfg, _ = train.load_run(s["run_dir"])
-                model = model.float().eval()
-                task_obj = train.build_task(run_cfg.task)
-                m["quality"][task] = evaluate_run(model, run_cfg, task_obj, self.c.quality, progress=progress)
+                with _quiet():
+                    model, run_cfg, _ = train.load_run(s["run_dir"])
+                    model = model.float().eval()
+                    task_obj = train.build_task(run_cfg.task)
+                    m["quality"][task] = evaluate_run(model, run_cfg, task_obj, self.c.quality, progress=progress)
                 if task == self.primary or tp_model is None:
                     tp_model = model
             except Exception as e:
@@ -300,18 +302,39 @@ def _f(x) -> float | None:
 
 
 class _quiet:
-    """Silence Lightning's info logging while training many small runs."""
+    """Keep the compare output to its progress bar: Lightning's info logs, its known deprecation
+    chatter and ``datasets``' loading bars are silenced while the many small runs train."""
 
-    NAMES = ("lightning", "lightning.pytorch", "pytorch_lightning", "lightning.fabric")
+    IGNORE = (r".*isinstance\(treespec, LeafSpec\).*", r".*does not have many workers.*", r".*weights_only.*")
 
     def __enter__(self):
-        self.levels = {n: logging.getLogger(n).level for n in self.NAMES}
-        for n in self.NAMES:
+        names = ["lightning", "lightning.pytorch", "pytorch_lightning", "lightning.fabric",
+                 "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"]
+        names += [n for n in logging.root.manager.loggerDict if n.startswith(("lightning", "pytorch_lightning"))]
+        self.levels = {n: logging.getLogger(n).level for n in dict.fromkeys(names)}
+        for n in self.levels:
             logging.getLogger(n).setLevel(logging.WARNING)
+        self.warn = warnings.catch_warnings()
+        self.warn.__enter__()
+        for pattern in self.IGNORE:
+            warnings.filterwarnings("ignore", message=pattern)
+        self.ds = None
+        try:
+            from datasets.utils import logging as ds_logging
+
+            self.ds = ds_logging
+            self.ds_bars = ds_logging.is_progress_bar_enabled()
+            ds_logging.disable_progress_bar()
+        except Exception:  # datasets missing or a different version: leave its bars alone
+            self.ds = None
+        return self
 
     def __exit__(self, *exc):
         for n, lvl in self.levels.items():
             logging.getLogger(n).setLevel(lvl)
+        self.warn.__exit__(*exc)
+        if self.ds is not None and self.ds_bars:
+            self.ds.enable_progress_bar()
         return False
 
 

@@ -12,12 +12,22 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from .io import save_figure  # noqa: E402
 
 
 def _finite(*xs) -> bool:
     return all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in xs)
+
+
+def _tokens(x, _pos=None) -> str:
+    """Axis label for a token count: 256, 1k, 64k, 1M."""
+    if x >= 2**20 and x % 2**20 == 0:
+        return f"{x / 2**20:g}M"
+    if x >= 1024 and x % 1024 == 0:
+        return f"{x / 1024:g}k"
+    return f"{x:g}"
 
 
 def _style(names: Sequence[str]) -> dict[str, dict]:
@@ -73,6 +83,7 @@ def _lines(rows, x, y, path, xlabel, ylabel, title, logy=True, vline=None) -> Pa
     for arch, pts in sorted(data.items()):
         ax.plot(*zip(*pts), label=arch, **style[arch], lw=1.2, ms=4)
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(_tokens))
     if logy and any(v > 0 for pts in data.values() for _, v in pts):
         ax.set_yscale("log")
     if vline:

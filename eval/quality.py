@@ -159,11 +159,14 @@ def evaluate_run(model, cfg, task, settings, progress: Callable[[str], None] | N
     Returns ``{"task": name, "accuracy_vs_length": rows?, "loss_by_position": rows?, "passkey": rows?}``.
     """
     task_name = str(cfg.task.name)
-    train_len = int(cfg.task.get("seq_len", 0) or 0) or None
+    train_len = int(cfg.get("seq_len", 0) or cfg.task.get("seq_len", 0) or 0) or None
     out: dict = {"task": task_name, "train_len": train_len}
     mults = list(settings.get("length_multipliers", [0.5, 1, 2, 4]))
+    test_lens = [int(x) for x in (cfg.task.get("test_seq_lens") or [])]
     if task_name == "text":
         L = int(settings.get("text_seq_len", 0) or 0) or int(round((train_len or 256) * float(settings.get("text_length_multiplier", 1))))
+        if not settings.get("text_seq_len") and test_lens:
+            L = max(test_lens)
         if progress:
             progress("text loss by position")
         rows = loss_by_position(model, task.val_tokens(), L, n_buckets=int(settings.get("n_buckets", 8)),
@@ -172,7 +175,7 @@ def evaluate_run(model, cfg, task, settings, progress: Callable[[str], None] | N
             r["extrapolated"] = bool(train_len is not None and r["end"] > train_len)
         out["loss_by_position"] = rows
         return out
-    lengths = [int(l) for l in settings.get("lengths", None) or []] or sorted(
+    lengths = [int(x) for x in settings.get("lengths", None) or []] or test_lens or sorted(
         {max(8, int(round(m * (train_len or 64)))) for m in mults})
     if progress:
         progress(f"{task_name} accuracy vs length")
