@@ -7,14 +7,17 @@
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -259,7 +262,8 @@ def train_run(cfg) -> dict:
         log_every_n_steps=int(c["log_every"]), default_root_dir=str(run_dir),
     )
     t0 = time.time()
-    trainer.fit(lit, datamodule=dm, ckpt_path=str(ckpt) if resume else None)
+    with _quiet(not bar):
+        trainer.fit(lit, datamodule=dm, ckpt_path=str(ckpt) if resume else None)
     if not trainer.is_global_zero:
         return {}
     last = metrics.last
@@ -293,6 +297,21 @@ def train_run(cfg) -> dict:
     }
     _write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+@contextlib.contextmanager
+def _quiet(on: bool):
+    """Keep CI logs readable: hide Lightning's info banners and a deprecation warning it emits."""
+    log = logging.getLogger("lightning.pytorch")
+    level = log.level
+    if on:
+        log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            yield
+    finally:
+        log.setLevel(level)
 
 
 def _num(v):
