@@ -1,0 +1,66 @@
+"""Selective scan (Mamba-1's S6 operator), with the signature of ``mamba_ssm.selective_scan_fn``.
+
+    selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   return_last_state=False, initial_state=None)
+        u, delta, z (b, d, l); A (d, n); B, C (b, n, l) or (b, g, n, l); D, delta_bias (d,);
+        initial_state (b, d, n) (extension). -> out (b, d, l) [, last_state (b, d, n)]
+    selective_scan_ref   the sequential definition (test oracle), same signature
+
+On CUDA with ``mamba_ssm`` installed the kernel ``selective_scan_fn`` is used, except when
+``initial_state`` is given (the kernel has no such input); otherwise the pure-PyTorch scan in
+``scan.py`` (time-major sequential scan with a hand-written backward).
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from .._dispatch import gpu_kernel
+from .check import as_grouped, check_selective_scan_args, compute_dtype
+from .ref import selective_scan_ref
+from .scan import selective_scan_torch
+
+__all__ = ["selective_scan", "selective_scan_ref"]
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   return_last_state=False, initial_state=None):
+    """Fast selective scan; same contract as :func:`selective_scan_ref` (see its docstring).
+
+    Returns out (b, d, l) in u's dtype [, last_state (b, d, n) in the compute dtype (fp32 for
+    low-precision inputs, as the kernel)].
+    """
+    check_selective_scan_args("selective_scan", u, delta, A, B, C, D, z, delta_bias, initial_state)
+    if initial_state is None:
+        kernel = gpu_kernel("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn", u, delta, A, B, C, D, z, delta_bias)
+        if kernel is not None:
+            return kernel(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
+                          return_last_state=return_last_state)
+    dtype_in = u.dtype
+    ct = compute_dtype(u, delta, A, B, C)
+    uc, delta = u.to(ct), delta.to(ct)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(ct)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    h0 = initial_state.to(ct) if initial_state is not None else None
+    y, last = selective_scan_torch(uc, delta, A.to(ct), as_grouped(B).to(ct), as_grouped(C).to(ct), h0)
+    if D is not None:
+        y = y + uc * D.to(ct)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(ct))
+    y = y.to(dtype_in)
+    return (y, last) if return_last_state else y
+
+
+class _CallableModule(type(F)):
+    """``from archs.ops import selective_scan`` may bind this sub-package rather than the function:
+    importing a sub-package sets the parent's attribute of the same name, which shadows the lazy
+    export in ``archs.ops.__getattr__``. Calling the package calls the function, so both work."""
+
+    def __call__(self, *args, **kwargs):
+        return selective_scan(*args, **kwargs)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule

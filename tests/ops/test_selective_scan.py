@@ -1,0 +1,91 @@
+"""selective_scan (fast) == selective_scan_ref (sequential definition): values and grads of every
+input, fp32 and fp64, odd lengths, grouped B/C, initial/last state; split scans; bad shapes."""
+import pytest
+import torch
+
+from archs.ops import selective_scan, selective_scan_ref
+
+TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+def _close(a, b, dtype, what=""):
+    scale = max(1.0, b.abs().max().item()) if b.numel() else 1.0
+    err = (a - b).abs().max().item() if a.numel() else 0.0
+    assert err <= TOL[dtype] * scale, f"{what}: max abs err {err:.3g} > {TOL[dtype]} * {scale:.3g}"
+
+
+def _inputs(b, d, n, l, g, dtype, seed, full=True):
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen, dtype=dtype)
+    Bshape = (b, n, l) if g == 0 else (b, g, n, l)
+    ins = {
+        "u": r(b, d, l), "delta": r(b, d, l) * 0.5, "A": -torch.rand(d, n, generator=gen, dtype=dtype) * 3 - 0.1,
+        "B": r(*Bshape), "C": r(*Bshape),
+    }
+    if full:
+        ins.update(D=r(d), z=r(b, d, l), delta_bias=r(d) * 0.3, initial_state=r(b, d, n))
+    return {k: v.requires_grad_() for k, v in ins.items()}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("l", [1, 7, 37, 130])
+@pytest.mark.parametrize("g", [0, 1, 2])
+def test_fast_matches_ref_values_and_grads(dtype, l, g):
+    ins = _inputs(2, 4, 3, l, g, dtype, seed=l + 100 * g)
+    kw = dict(delta_softplus=True, return_last_state=True)
+    y1, s1 = selective_scan(**ins, **kw)
+    y2, s2 = selective_scan_ref(**ins, **kw)
+    _close(y1, y2, dtype, "out")
+    _close(s1, s2, dtype, "last_state")
+    gen = torch.Generator().manual_seed(7)
+    gy, gs = torch.randn(y1.shape, generator=gen, dtype=dtype), torch.randn(s1.shape, generator=gen, dtype=dtype)
+    names = list(ins)
+    g1 = torch.autograd.grad((y1 * gy).sum() + (s1 * gs).sum(), [ins[k] for k in names])
+    g2 = torch.autograd.grad((y2 * gy).sum() + (s2 * gs).sum(), [ins[k] for k in names])
+    for k, a, r in zip(names, g1, g2):
+        _close(a, r, dtype, f"grad {k}")
+
+
+def test_minimal_arguments_and_no_softplus():
+    ins = _inputs(1, 3, 2, 9, 0, torch.float64, seed=1, full=False)
+    _close(selective_scan(**ins), selective_scan_ref(**ins), torch.float64)
+    (selective_scan(**ins) ** 2).sum().backward()  # grads without D, z, bias or state
+
+
+def test_split_scan_continues_from_last_state():
+    ins = _inputs(2, 4, 3, 23, 2, torch.float64, seed=3, full=False)
+    u, dl, A, B, C = (ins[k].detach() for k in ("u", "delta", "A", "B", "C"))
+    full = selective_scan(u, dl, A, B, C, return_last_state=True)
+    y1, s1 = selective_scan(u[..., :10], dl[..., :10], A, B[..., :10], C[..., :10], return_last_state=True)
+    y2, s2 = selective_scan(u[..., 10:], dl[..., 10:], A, B[..., 10:], C[..., 10:], return_last_state=True, initial_state=s1)
+    _close(torch.cat([y1, y2], -1), full[0], torch.float64)
+    _close(s2, full[1], torch.float64)
+
+
+def test_low_precision_runs():
+    ins = {k: v.detach().bfloat16() for k, v in _inputs(2, 4, 3, 11, 0, torch.float32, seed=5).items()}
+    y = selective_scan(**ins, delta_softplus=True)
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
+
+
+def test_empty_sequence():
+    ins = _inputs(2, 4, 3, 0, 0, torch.float32, seed=5)
+    y, s = selective_scan(**ins, return_last_state=True)
+    assert y.shape == (2, 4, 0) and torch.equal(s, ins["initial_state"])
+
+
+def test_bad_shapes_raise_clear_errors():
+    ins = {k: v.detach() for k, v in _inputs(2, 4, 3, 5, 0, torch.float32, seed=0, full=False).items()}
+    bad = dict(ins, A=torch.randn(6, 3))
+    with pytest.raises(ValueError, match=r"A has 6 channels but u has 4; expected A of shape \(d, n\) = \(4, n\)"):
+        selective_scan(**bad)
+    with pytest.raises(ValueError, match="3 groups, which does not divide d = 4"):
+        selective_scan(**dict(ins, B=torch.randn(2, 3, 3, 5), C=torch.randn(2, 3, 3, 5)))
+    with pytest.raises(ValueError, match=r"u must have shape \(b, d, l\)"):
+        selective_scan(**dict(ins, u=torch.randn(4, 5)))
+    with pytest.raises(ValueError, match=r"B must have shape \(b, n, l\) = \(2, 3, 5\)"):
+        selective_scan(**dict(ins, B=torch.randn(2, 4, 5)))
+    with pytest.raises(ValueError, match=r"D must have shape \(d,\)"):
+        selective_scan(**ins, D=torch.randn(3))
+    with pytest.raises(ValueError, match="initial_state"):
+        selective_scan(**ins, initial_state=torch.randn(2, 4, 4))
