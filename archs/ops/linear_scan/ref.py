@@ -19,8 +19,8 @@ def linear_scan_ref(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = 
     a, b, h0 = prepare("linear_scan_ref", a, b, h0)
     h = torch.zeros_like(b[:, 0]) if h0 is None else h0  # (B, ...)
     out = []
-    for t in range(b.shape[1]):
-        h = a[:, t] * h + b[:, t]
+    for a_t, b_t in zip(a.unbind(1), b.unbind(1)):  # unbind: one backward node, not L full-size ones
+        h = a_t * h + b_t
         out.append(h)
     if not out:
         return b.clone()
