@@ -39,6 +39,7 @@ def causal_conv1d_step_torch(x_t, conv_state, weight, bias=None, activation=None
     y = (window * weight).sum(-1)  # (B, D)
     if bias is not None:
         y = y + bias
-    conv_state.copy_(torch.roll(conv_state, shifts=-1, dims=2))
-    conv_state[:, :, -1] = x_t
+    if conv_state.shape[2] > 0:
+        conv_state.copy_(torch.roll(conv_state, shifts=-1, dims=2))
+        conv_state[:, :, -1] = x_t
     return F.silu(y) if activation is not None else y
