@@ -15,6 +15,7 @@ The backward of h_t = a_t h_{t-1} + b_t is a reversed scan of the same kind:
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from .check import prepare
 
@@ -87,6 +88,7 @@ class _LinearScan(torch.autograd.Function):
         return h
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, gh):
         a, h, h0 = ctx.saved_tensors
         need_a, need_b, need_h0 = ctx.needs_input_grad
