@@ -109,9 +109,9 @@ class Mamba(Mixer):
                                           initial_states=conv_init, return_final_states=True)
         dt, Bm, Cm = torch.split(self.x_proj(rearrange(xs, "b e l -> b l e")), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = rearrange(dt @ self.dt_proj.weight.t(), "b l e -> b e l")  # (B, di, L), bias added in the scan
-        A = -torch.exp(self.A_log.float())  # (di, n)
+        A = -torch.exp(self.A_log)  # (di, n)
         out = selective_scan(xs, dt, A, rearrange(Bm, "b l n -> b n l"), rearrange(Cm, "b l n -> b n l"),
-                             D=self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+                             D=self.D, z=z, delta_bias=self.dt_proj.bias, delta_softplus=True,
                              return_last_state=state is not None,
                              initial_state=None if fresh else state.ssm)
         if state is not None:
