@@ -14,15 +14,24 @@ from .api import configs_dir, train_run
 
 
 def _sweep_name(cfg: DictConfig) -> None:
+    """In a multirun, append the swept overrides (``lr=0.001``) to a default name."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
 
     hc = HydraConfig.get()
-    if hc.mode == RunMode.MULTIRUN and not any(o.split("=")[0].lstrip("+~") == "name" for o in hc.overrides.task):
-        tag = hc.job.override_dirname.replace("/", "_")
-        if tag:
-            with open_dict(cfg):
-                cfg.name = f"{cfg.name}-{tag}"
+    if hc.mode != RunMode.MULTIRUN or any(o.split("=")[0].lstrip("+~") == "name" for o in hc.overrides.task):
+        return
+    args = [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
+    try:
+        swept = {o.get_key_element() for o in OverridesParser.create().parse_overrides(args) if o.is_sweep_override()}
+    except Exception:  # unparsable argv: fall back to every override of this job
+        swept = {o.split("=")[0] for o in hc.overrides.task}
+    swept -= {"arch", "task"}  # already in the default name
+    tag = ",".join(o for o in hc.overrides.task if o.split("=")[0] in swept).replace("/", "_")
+    if tag:
+        with open_dict(cfg):
+            cfg.name = f"{cfg.name}-{tag}"
 
 
 @hydra.main(config_path=str(configs_dir()), config_name="train", version_base=None)

@@ -253,16 +253,16 @@ def train_run(cfg) -> dict:
         from lightning.pytorch.callbacks import TQDMProgressBar
 
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, steps // 200)))
-    trainer = L.Trainer(
-        accelerator=tr.get("accelerator", "cpu"), devices=tr.get("devices", 1), num_nodes=int(tr.get("num_nodes") or 1),
-        strategy=tr.get("strategy", "auto"), precision=str(c["precision"]), max_steps=steps, max_epochs=-1,
-        gradient_clip_val=tr.get("gradient_clip_val"), callbacks=callbacks, enable_checkpointing=False,
-        logger=TensorBoardLogger(save_dir=str(run_dir), name="tb", version=""), enable_progress_bar=bar,
-        enable_model_summary=bar, use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0,
-        log_every_n_steps=int(c["log_every"]), default_root_dir=str(run_dir),
-    )
     t0 = time.time()
     with _quiet(not bar):
+        trainer = L.Trainer(
+            accelerator=tr.get("accelerator", "cpu"), devices=tr.get("devices", 1), num_nodes=int(tr.get("num_nodes") or 1),
+            strategy=tr.get("strategy", "auto"), precision=str(c["precision"]), max_steps=steps, max_epochs=-1,
+            gradient_clip_val=tr.get("gradient_clip_val"), callbacks=callbacks, enable_checkpointing=False,
+            logger=TensorBoardLogger(save_dir=str(run_dir), name="tb", version=""), enable_progress_bar=bar,
+            enable_model_summary=bar, use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0,
+            log_every_n_steps=int(c["log_every"]), default_root_dir=str(run_dir),
+        )
         trainer.fit(lit, datamodule=dm, ckpt_path=str(ckpt) if resume else None)
     if not trainer.is_global_zero:
         return {}
