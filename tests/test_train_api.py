@@ -178,3 +178,10 @@ def test_progress_bar_auto_is_off_without_a_tty(monkeypatch):
 
     monkeypatch.setenv("CI", "true")
     assert _progress_bar("auto") is False and _progress_bar(True) is True
+
+
+def test_bf16_autocast_option_trains(tmp_path):
+    s = train_run(tiny_cfg(tmp_path, "precision=bf16-mixed", "budget.max_steps=2", "name=bf16"))
+    assert s["finished"] and math.isfinite(s["val_loss"])
+    model, _, _ = load_run(tmp_path / "bf16")
+    assert next(model.parameters()).dtype == torch.float32  # autocast: fp32 master weights

@@ -1,0 +1,110 @@
+"""MQAR at matched compute: attention within a CPU-time budget, every other arch at the same FLOPs.
+
+    python -m train.mqar_check                    # 60 s of attention training; all registered archs
+    python -m train.mqar_check --seconds 120 --archs attention,gla,mamba
+
+Setting: MQAR (Zoology), sequence 128, 8 key-value pairs, d_model 64, 2 layers. The FLOP
+budget is calibrated once: attention's training FLOPs per CPU-second on this machine (a few
+timed steps, process CPU time) x ``--seconds``; every arch then trains on that many FLOPs (its own steps
+follow from its FLOPs per token). Reports recall accuracy on the validation set at the
+training length and, without retraining, at longer lengths (extrapolation). A benchmark,
+not a test: numbers depend on the machine and its load.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from archs import mixer_names
+
+from .api import compose_config, load_run, plan_run, train_run
+from .budget import train_flops_per_step
+from .data import build_task
+from .data.datamodule import train_batch
+from .module import LMModule, masked_accuracy_counts, masked_lm_loss
+
+
+def overrides(arch: str, args) -> list[str]:
+    return [
+        f"arch={arch}", "task=mqar", "task.num_kv_pairs=8", "task.seq_len=128", "model.d_model=64", "model.n_layers=2",
+        f"batch_size={args.batch_size}", f"lr={args.lr}", f"results_root={args.results_root}", f"name={arch}",
+        "log_every=25", "val_every=100", "val_batches=8", "warmup_frac=0.05", "trainer.progress_bar=false",
+        f"seed={args.seed}",
+    ]
+
+
+def calibrate_flops_per_s(args, steps: int = 6) -> float:
+    """Attention's training FLOPs per CPU-second here (process CPU time over all threads, so a
+    shared, busy machine is not penalised for time it waits): a few optimizer steps after a warm-up."""
+    plan = plan_run(compose_config(overrides("attention", args) + ["budget.max_steps=1"]))
+    model, task = plan["model"], plan["task"]
+    lit = LMModule(model, lr=args.lr)
+    opt = lit.configure_optimizers()["optimizer"]
+    times = []
+    for i in range(steps + 1):
+        b = train_batch(task, args.batch_size, 128, 0, i)
+        t0 = time.process_time()
+        loss = masked_lm_loss(model(b["inputs"]), b["targets"])
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        times.append(time.process_time() - t0)
+    per_step = sorted(times[1:])[len(times[1:]) // 2]  # median
+    return train_flops_per_step(model, 128, args.batch_size) / per_step
+
+
+@torch.no_grad()
+def accuracy(model, task, seq_len: int, n: int = 256, seed: int = 12345) -> float:
+    d = task.generate(n, seq_len, seed)
+    correct = scored = 0
+    for i in range(0, n, 64):
+        c, s = masked_accuracy_counts(model(d["inputs"][i : i + 64]), d["targets"][i : i + 64])
+        correct, scored = correct + c, scored + s
+    return correct / max(scored, 1)
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=60.0, help="attention's training CPU-seconds; sets the FLOP budget")
+    p.add_argument("--flops", type=float, default=None, help="use this FLOP budget instead of calibrating")
+    p.add_argument("--archs", default="all", help="comma-separated mixer names, or 'all'")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lengths", default="128,256,512", help="evaluation lengths")
+    p.add_argument("--results-root", default="runs/mqar_check")
+    args = p.parse_args(argv)
+    archs = mixer_names() if args.archs == "all" else args.archs.split(",")
+    flops = args.flops or calibrate_flops_per_s(args) * args.seconds
+    print(f"# MQAR seq 128, 8 kv pairs, d_model 64, 2 layers, batch {args.batch_size}, lr {args.lr}; "
+          f"budget {flops:.3g} training FLOPs ({'given' if args.flops else f'{args.seconds:g} CPU-s of attention here'})")
+    lengths = [int(x) for x in args.lengths.split(",")]
+    rows = []
+    for arch in archs:
+        t0 = time.time()
+        try:
+            s = train_run(compose_config(overrides(arch, args) + [f"budget.flops={flops}"]))
+        except Exception as e:  # keep going: one broken arch should not hide the others
+            print(f"{arch}: failed: {type(e).__name__}: {e}")
+            continue
+        model, cfg, _ = load_run(Path(args.results_root) / arch)
+        task = build_task(cfg.task)
+        row = {"arch": arch, "params": s["params"], "steps": s["steps"], "train_flops": s["train_flops"],
+               "train_s": round(s["wall_time_s"], 1), "val_loss": round(s["val_loss"], 3)}
+        for L in lengths:
+            row[f"acc@{L}"] = round(accuracy(model, task, L), 3)
+        rows.append(row)
+        print(" ".join(f"{k}={v}" for k, v in row.items()), f"(total {time.time() - t0:.0f} s)", flush=True)
+    if rows:
+        keys = list(rows[0])
+        print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+        for r in rows:
+            print("| " + " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) and k == "train_flops" else str(r[k]) for k in keys) + " |")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
