@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from archs.ops import selective_scan, selective_scan_ref
+from archs.ops.selective_scan import scan
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
@@ -30,7 +31,12 @@ def _inputs(b, d, n, l, g, dtype, seed, full=True):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("l", [1, 7, 37, 130])
 @pytest.mark.parametrize("g", [0, 1, 2])
-def test_fast_matches_ref_values_and_grads(dtype, l, g):
+@pytest.mark.parametrize("block", [None, 3, 16])
+def test_fast_matches_ref_values_and_grads(dtype, l, g, block, monkeypatch):
+    if block is not None:  # several cache blocks (default: the whole short sequence is one block)
+        if l == 1:
+            pytest.skip("one step is one block")
+        monkeypatch.setattr(scan, "BLOCK_ELEMS", block * 2 * 4 * 3)
     ins = _inputs(2, 4, 3, l, g, dtype, seed=l + 100 * g)
     kw = dict(delta_softplus=True, return_last_state=True)
     y1, s1 = selective_scan(**ins, **kw)
