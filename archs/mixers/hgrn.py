@@ -24,7 +24,7 @@ from torch import nn
 
 from ..layers import GatedRMSNorm
 from ..mixer import Mixer
-from ..ops.linear_scan import linear_scan
+from ..ops.linear_rnn import linear_scan
 from ..registry import register_mixer
 from ..state import MixerState
 

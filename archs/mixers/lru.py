@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..mixer import Mixer
-from ..ops.linear_scan import linear_scan
+from ..ops.linear_rnn import linear_scan
 from ..registry import register_mixer
 from ..state import MixerState
 

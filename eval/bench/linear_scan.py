@@ -15,7 +15,7 @@ import argparse
 
 import torch
 
-from archs.ops.linear_scan import linear_scan, linear_scan_ref
+from archs.ops.linear_rnn import linear_scan, linear_scan_ref
 
 from .common import fwd_bwd, print_table, time_ms
 from .decode import decode_step_ms
