@@ -34,7 +34,7 @@ class ThroughputSettings:
     contexts: Sequence[int] = (1024, 4096)
     batch_size: int = 1
     decode_steps: int = 16
-    warmup: int = 1          # untimed runs per measurement
+    warmup: int = 1          # untimed runs per measurement (besides one prefill at the first context per model)
     repeats: int = 3         # timed runs per measurement (median)
     max_seconds: float = 30.0  # cap on one measurement (extrapolated before it is started)
     mem_limit_gb: float = 8.0  # skip contexts whose estimated memory is above this
@@ -120,9 +120,11 @@ def measure_model(model, settings: ThroughputSettings, arch: str = "?", progress
     exponent = 1.0
 
     with torch.inference_mode():
-        # warm kernels / allocator once on a short sequence
-        _, st = model.prefill(torch.randint(0, V, (B, 16), generator=gen).to(dev), model.init_state(B, max_seq_len=32))
-        model.step(torch.zeros(B, dtype=torch.long, device=dev), st)
+        # warm kernels / allocator / lazy init once, at the first context (one prefill + a few steps)
+        warm = min(settings.contexts[0], 4096)
+        _, st = model.prefill(torch.randint(0, V, (B, warm), generator=gen).to(dev), model.init_state(B, max_seq_len=warm + 4))
+        for _ in range(2):
+            model.step(torch.zeros(B, dtype=torch.long, device=dev), st)
         del st
 
         for L in settings.contexts:

@@ -133,3 +133,14 @@ def test_bad_arguments(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown \\['nomixer'\\]; known mixers: .*attention"):
         Compare(compose("eval/compare", ["compare=tiny", "compare.archs=[nomixer]", f"results_root={tmp_path}"]))
     assert not os.listdir(tmp_path)
+
+
+def test_quality_command_on_a_finished_run(interrupted_then_finished, capsys, tmp_path):
+    run = interrupted_then_finished["out"] / "runs" / "mqar-retnet"
+    assert main(["quality", f"run={run}", "num_examples=4", "lengths=[32,64]", f"out={tmp_path}"]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy_vs_length" in printed and "task mqar" in printed
+    saved = json.loads((tmp_path / "quality.json").read_text())
+    assert [r["length"] for r in saved["accuracy_vs_length"]] == [32, 64]
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["quality", f"run={tmp_path / 'missing'}"])

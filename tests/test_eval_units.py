@@ -178,3 +178,24 @@ def test_passkey_grid_bins_by_key_depth():
     assert len(rows) == 6
     assert sum(r["examples"] for r in rows if r["length"] == 24) == 30
     assert all(0 <= r["accuracy"] <= 1 for r in rows if r["status"] == "ok")
+
+
+# ---- command line ---------------------------------------------------------------------------
+def test_throughput_command(capsys, tmp_path):
+    from eval.__main__ import main
+
+    assert main(["throughput", "archs=[attention]", "model=tiny", "contexts=[8,16]", "repeats=1", "warmup=0",
+                 "decode_steps=2", f"out={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "attention" in out and "prefill tok/s" in out
+    rows = json.loads((tmp_path / "throughput.json").read_text())
+    assert [(r["arch"], r["context"], r["status"]) for r in rows] == [("attention", 8, "ok"), ("attention", 16, "ok")]
+
+
+def test_ops_discovers_bench_modules():
+    from eval.ops import bench_modules, run_ops
+
+    names = bench_modules()
+    assert "common" not in names and "decode" in names
+    with pytest.raises(ValueError, match="unknown benchmark \\['nope'\\]; known: "):
+        run_ops(["nope"])
