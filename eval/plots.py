@@ -12,7 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from .io import save_figure  # noqa: E402
 
@@ -36,11 +36,16 @@ def _style(names: Sequence[str]) -> dict[str, dict]:
     return {n: {"color": cmap(i % cmap.N), "marker": marks[i % len(marks)]} for i, n in enumerate(sorted(names))}
 
 
-def _finish(fig, ax, path, empty: bool) -> Path:
+def _finish(fig, ax, path, empty: bool, legend_from=None) -> Path:
+    """Legend outside the right edge of ``ax`` (with the labels of every axis in ``legend_from``), save, close."""
+    handles: dict = {}
+    for a in legend_from if legend_from is not None else [ax]:
+        for h, label in zip(*a.get_legend_handles_labels()):
+            handles.setdefault(label, h)
     if empty:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-    elif ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, ncol=2)
+    elif handles:
+        ax.legend(list(handles.values()), list(handles), fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     ax.grid(True, which="both", alpha=0.3)
     try:
         return save_figure(fig, path)
@@ -60,12 +65,12 @@ def loss_vs_flops(curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]
             if pts:
                 ax.plot(*zip(*pts), label=arch, color=style[arch]["color"], lw=1.2)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only: minor ones collide
         ax.set_xlabel("training FLOPs")
         ax.set_ylabel("loss")
         ax.set_title(f"{task}: loss vs training compute")
         ax.grid(True, which="both", alpha=0.3)
-    fullest = max(axes[0], key=lambda a: len(a.get_lines()))
-    return _finish(fig, fullest, path, not fullest.get_lines())
+    return _finish(fig, axes[0][-1], path, not any(a.get_lines() for a in axes[0]), legend_from=axes[0])
 
 
 def _by_arch(rows: Sequence[dict], x: str, y: str) -> dict[str, list[tuple[float, float]]]:
