@@ -58,11 +58,12 @@ def ssd_chunked(x, dt, A, B, C, chunk_size, initial_states=None):
     # 3. pass states across chunks: S_c = exp(total_c) S_{c-1} + states_c
     S = (x.new_zeros(b, g, r, p, n) if initial_states is None
          else rearrange(initial_states, "b (g r) p n -> b g r p n", g=g))
-    chunk_decay = torch.exp(a_cum[..., -1])  # (b, c, g, r)
+    chunk_decay = torch.exp(a_cum[..., -1])[..., None, None]  # (b, c, g, r, 1, 1)
     starts = []
-    for k in range(c):
+    # unbind, not indexing: its backward is one stack rather than c full-size scatters
+    for dec, add in zip(chunk_decay.unbind(1), states.unbind(1)):
         starts.append(S)
-        S = chunk_decay[:, k, :, :, None, None] * S + states[:, k]
+        S = dec * S + add
     S_in = torch.stack(starts, dim=1)  # (b, c, g, r, p, n): the state entering each chunk
 
     # 4. the carried-in state's contribution: y_i += exp(a_1 + .. + a_i) S_in C_i
