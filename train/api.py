@@ -182,6 +182,9 @@ def plan_run(cfg) -> dict:
             lambda d, n, mlp_hidden=None: build_model(arch, {"d_model": d, "n_layers": n, "mlp_hidden": mlp_hidden}, task.vocab_size),
             int(c["budget"]["params"]), int(model_cfg["n_layers"]), int(c["budget"].get("multiple_of") or 8),
         )
+        if not sizing["within_tolerance"]:
+            warnings.warn(f"budget.params={sizing['target']}: closest size found has {sizing['params']} params "
+                          f"({100 * sizing['rel_error']:.1f}% off; d_model={sizing['d_model']}, n_layers={sizing['n_layers']})")
         model_cfg.update(d_model=sizing["d_model"], n_layers=sizing["n_layers"])
         if sizing["mlp_hidden"] is not None:
             model_cfg["mlp_hidden"] = sizing["mlp_hidden"]
