@@ -12,7 +12,6 @@ and ``ssm`` (B, n_heads, headdim, d_state), the SSD state. Its size does not gro
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 import torch.nn.functional as F
