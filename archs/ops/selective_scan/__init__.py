@@ -51,16 +51,3 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     y = y.to(dtype_in)
     return (y, last) if return_last_state else y
 
-
-class _CallableModule(type(F)):
-    """``from archs.ops import selective_scan`` may bind this sub-package rather than the function:
-    importing a sub-package sets the parent's attribute of the same name, which shadows the lazy
-    export in ``archs.ops.__getattr__``. Calling the package calls the function, so both work."""
-
-    def __call__(self, *args, **kwargs):
-        return selective_scan(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule

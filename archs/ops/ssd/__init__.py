@@ -12,9 +12,6 @@ form in ``chunk.py``.
 """
 from __future__ import annotations
 
-import sys as _sys
-import types as _types
-
 import torch.nn.functional as F
 
 from .._dispatch import gpu_kernel
@@ -50,14 +47,3 @@ def ssd(x, dt, A, B, C, chunk_size=64, D=None, z=None, dt_bias=None, dt_softplus
     out = finish(y, xc, z, D, ct, dtype_in)
     return (out, S) if return_final_states else out
 
-
-class _CallableModule(_types.ModuleType):
-    """``from archs.ops import ssd`` may bind this sub-package rather than the function (importing
-    a sub-package sets the parent's attribute of the same name, shadowing the lazy export), so
-    calling the package calls the function."""
-
-    def __call__(self, *args, **kwargs):
-        return ssd(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule
