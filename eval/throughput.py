@@ -36,6 +36,7 @@ class ThroughputSettings:
     decode_steps: int = 16
     warmup: int = 1          # untimed runs per measurement (besides one prefill at the first context per model)
     repeats: int = 3         # timed runs per measurement (median)
+    repeat_seconds: float = 10.0  # stop repeating once this much time went into timed runs (>= 1 run)
     max_seconds: float = 30.0  # cap on one measurement (extrapolated before it is started)
     mem_limit_gb: float = 8.0  # skip contexts whose estimated memory is above this
     device: str = "auto"
@@ -164,7 +165,7 @@ def _measure_context(model, s: ThroughputSettings, L: int, gen: torch.Generator,
     cap = L + s.warmup + s.decode_steps + 1
 
     # prefill from an empty state
-    prefill_s = _time(lambda: model.prefill(tokens, model.init_state(B, max_seq_len=cap)), s.warmup, s.repeats, s.max_seconds)
+    prefill_s = _time(lambda: model.prefill(tokens, model.init_state(B, max_seq_len=cap)), s.warmup, s.repeats, s.repeat_seconds)
 
     # memory held after a prefill (the state), then decode from it
     if dev.type == "cuda":
@@ -184,11 +185,16 @@ def _measure_context(model, s: ThroughputSettings, L: int, gen: torch.Generator,
     for _ in range(s.warmup):
         model.step(token, state)
     sync()
-    t0 = time.perf_counter()
-    for _ in range(s.decode_steps):
-        model.step(token, state)
-    sync()
-    step_s = (time.perf_counter() - t0) / s.decode_steps
+    # the steps in up to 4 blocks; the median block's time per step resists a stray slow block
+    blocks = [len(b) for b in torch.arange(s.decode_steps).tensor_split(min(4, s.decode_steps))]
+    per_step = []
+    for n in blocks:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            model.step(token, state)
+        sync()
+        per_step.append((time.perf_counter() - t0) / n)
+    step_s = sorted(per_step)[len(per_step) // 2]
     del state
     return {
         "prefill_ms": 1e3 * prefill_s,
