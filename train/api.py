@@ -302,11 +302,18 @@ def train_run(cfg) -> dict:
     return summary
 
 
+def _drop_weights_only_note(record: logging.LogRecord) -> bool:
+    return "weights_only" not in record.getMessage()
+
+
 @contextlib.contextmanager
 def _quiet(on: bool):
     """Keep CI logs readable: hide Lightning's info banners and a deprecation warning it emits."""
     log = logging.getLogger("lightning.pytorch")
     level = log.level
+    ckpt_log = logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector")
+    if _drop_weights_only_note not in ckpt_log.filters:  # logged at every checkpoint: noise
+        ckpt_log.addFilter(_drop_weights_only_note)
     if on:
         log.setLevel(logging.WARNING)
     try:
