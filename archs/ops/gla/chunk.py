@@ -37,7 +37,7 @@ def _tril_mask(n: int, device, diagonal: int = 0) -> torch.Tensor:
 
 def _masked_exp(diff: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """exp(diff) where mask, 0 elsewhere (without ever exponentiating the masked-out entries)."""
-    return torch.where(mask, diff, torch.full_like(diff, float("-inf"))).exp()
+    return diff.masked_fill(~mask, float("-inf")).exp()
 
 
 def carry_states(dS: torch.Tensor, log_a: torch.Tensor, S0: torch.Tensor | None):
@@ -97,7 +97,8 @@ def _channel_decay_scores(qc, kc, gc, sub: int):
     gs = rearrange(gc, "b n (i c) h k -> b n i c h k", c=sub)
     # inside each sub-chunk: direct (c, c, K) decays exp(gc_t - gc_s), s <= t
     Dd = _masked_exp(gs[:, :, :, :, None] - gs[:, :, :, None, :], _tril_mask(sub, dev)[:, :, None, None])  # (B, N, ns, c, c, H, K)
-    A_diag = torch.einsum("bnithk,bnishk,bnitshk->bnhits", qs, ks, Dd)  # (B, N, H, ns, c, c)
+    A_diag = (qs[:, :, :, :, None] * Dd * ks[:, :, :, None]).sum(-1)  # (B, N, ns, c, c, H)
+    A_diag = rearrange(A_diag, "b n i t s h -> b n h i t s")  # (B, N, H, ns, c, c)
     A = torch.einsum("bnhits,ij->bnhitjs", A_diag, torch.eye(ns, dtype=A_diag.dtype, device=dev))
     if ns > 1:
         # across sub-chunks: split the decay at r_i = the last position before sub-chunk i

@@ -18,7 +18,7 @@ def _causal_decay(gc: torch.Tensor) -> torch.Tensor:
     diff = gc[:, :, None] - gc[:, None, :]  # (B, T, S, H, ...)
     mask = torch.ones(T, T, dtype=torch.bool, device=gc.device).tril()
     mask = mask.view(1, T, T, *([1] * (gc.dim() - 2)))
-    d = torch.where(mask, diff, torch.full_like(diff, float("-inf"))).exp()
+    d = diff.masked_fill(~mask, float("-inf")).exp()
     return d.movedim(3, 1)  # (B, H, T, S, ...)
 
 
