@@ -141,3 +141,26 @@ def test_bad_chunk_size_raises():
     q = torch.randn(1, 5, 1, 4)
     with pytest.raises(ValueError, match="chunk_size must be a positive int, got 0"):
         chunk_retention(q, q, q, chunk_size=0)
+
+
+@pytest.mark.parametrize("old_fla", [True, False], ids=["head_first_arg", "no_head_first_arg"])
+def test_kernel_dispatch_passes_btHk_layout(monkeypatch, old_fla):
+    """On CUDA the ops call fla's kernels with (B, T, H, K) tensors by keyword (head_first=False
+    where that fla version still has the argument); faked here since CPU tensors never dispatch."""
+    import archs.ops.gla._common as common
+
+    calls = []
+    if old_fla:
+        def fake(q, k, v, g, scale=None, initial_state=None, output_final_state=False, head_first=True):
+            calls.append(dict(scale=scale, initial_state=initial_state, output_final_state=output_final_state, head_first=head_first))
+            return v * 2, torch.zeros(1)
+    else:
+        def fake(q, k, v, g, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None):
+            calls.append(dict(scale=scale, initial_state=initial_state, output_final_state=output_final_state))
+            return v * 2, torch.zeros(1)
+    monkeypatch.setattr(common, "gpu_kernel", lambda module, attr, *ts: fake if (module, attr) == ("fla.ops.gla", "chunk_gla") else None)
+    q = torch.randn(1, 3, 2, 4)
+    o, s = chunk_gla(q, q, q, q, scale=0.5)
+    assert torch.equal(o, q * 2) and s is None
+    assert calls[-1]["scale"] == 0.5 and calls[-1]["output_final_state"] is False
+    assert calls[-1].get("head_first", False) is False
