@@ -105,6 +105,15 @@ class Compare:
     def run(self) -> dict:
         from tqdm.auto import tqdm
 
+        threads = torch.get_num_threads()
+        if self.c.get("threads"):
+            torch.set_num_threads(int(self.c.threads))
+        try:
+            return self._run(tqdm)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self, tqdm) -> dict:
         t0 = time.time()
         self.out.mkdir(parents=True, exist_ok=True)
         units = len(self.archs) * (len(self.tasks) + 1) + 1

@@ -41,6 +41,7 @@ class ThroughputSettings:
     mem_limit_gb: float = 8.0  # skip contexts whose estimated memory is above this
     device: str = "auto"
     dtype: str = "float32"
+    threads: int | None = None  # torch CPU threads while measuring (None: leave torch's setting)
 
     def __post_init__(self):
         self.contexts = [int(c) for c in self.contexts]
@@ -116,6 +117,16 @@ def measure_model(model, settings: ThroughputSettings, arch: str = "?", progress
     elem = torch.empty((), dtype=dtype).element_size()
     limit = settings.mem_limit_gb * 2**30
     gen = torch.Generator().manual_seed(0)
+    threads = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(int(settings.threads))
+    try:
+        return _measure_all(model, settings, arch, progress, dev, dtype, B, V, elem, limit, gen)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure_all(model, settings, arch, progress, dev, dtype, B, V, elem, limit, gen) -> list[dict]:
     rows: list[dict] = []
     prev: tuple[int, float] | None = None  # (context, seconds of one prefill + decode)
     exponent = 1.0
@@ -129,7 +140,7 @@ def measure_model(model, settings: ThroughputSettings, arch: str = "?", progress
         del st
 
         for L in settings.contexts:
-            row = {"arch": arch, "context": L, "batch": B, "dtype": settings.dtype, "device": dev.type,
+            row = {"arch": arch, "context": L, "batch": B, "dtype": settings.dtype, "device": dev.type, "threads": torch.get_num_threads(),
                    "state_numel": model.state_size(L), "state_bytes": model.state_size(L) * elem}
             rows.append(row)
             if progress:
@@ -235,8 +246,8 @@ def format_rows(rows: list[dict]) -> list[dict]:
             "prefill tok/s": round(r["prefill_tok_s"]) if ok else "-",
             "decode ms/tok": round(r["decode_ms_per_token"], 3) if ok else "-",
             "decode tok/s": round(r["decode_tok_s"], 1) if ok else "-",
-            "state MiB (analytic)": round(r["state_bytes"] / 2**20, 3),
-            "state MiB (measured)": round(r["state_bytes_measured"] / 2**20, 3) if ok else "-",
+            "state MiB (analytic)": float(f"{r['state_bytes'] / 2**20:.3g}"),
+            "state MiB (measured)": float(f"{r['state_bytes_measured'] / 2**20:.3g}") if ok else "-",
             "status": r.get("status", "?"),
         })
     return out
