@@ -144,3 +144,27 @@ def test_quality_command_on_a_finished_run(interrupted_then_finished, capsys, tm
     assert [r["length"] for r in saved["accuracy_vs_length"]] == [32, 64]
     with pytest.raises(SystemExit, match="does not exist"):
         main(["quality", f"run={tmp_path / 'missing'}"])
+
+
+def test_a_failing_arch_is_reported_not_fatal(interrupted_then_finished, tmp_path, monkeypatch, capsys):
+    """A run that raises leaves a row marked with its error; the rest of the table is written."""
+    import shutil
+
+    import train
+
+    shutil.copytree(interrupted_then_finished["out"], tmp_path / "tiny")
+    real = train.train_run
+
+    def broken(cfg):
+        if cfg.arch.name == "retnet":
+            raise RuntimeError("simulated failure")
+        return real(cfg)
+
+    monkeypatch.setattr(train, "train_run", broken)
+    assert main(_args(tmp_path)) == 1
+    assert "FAILED retnet (train mqar): RuntimeError: simulated failure" in capsys.readouterr().err
+    result = json.loads((tmp_path / "tiny" / "compare.json").read_text())
+    rows = {r["arch"]: r for r in result["rows"]}
+    assert rows["attention"]["error"] is None and math.isfinite(rows["attention"]["text_val_loss"])
+    assert "simulated failure" in rows["retnet"]["error"] and rows["retnet"]["text_val_loss"] is None
+    assert "Failures:" in (tmp_path / "tiny" / "compare.md").read_text()
