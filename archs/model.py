@@ -159,7 +159,8 @@ class LanguageModel(nn.Module):
 
 def build_language_model(arch: dict, model: dict, vocab_size: int) -> LanguageModel:
     """Build from config dicts: ``arch`` (configs/arch/*.yaml: layers, mlp, mixer_kwargs) and
-    ``model`` (configs/model/*.yaml: d_model, n_layers). ``None`` kwargs mean "mixer default"."""
+    ``model`` (configs/model/*.yaml: d_model, n_layers, optional mlp_hidden). ``None`` kwargs
+    mean "mixer default"."""
     kwargs = {
         name: {k: v for k, v in dict(kw or {}).items() if v is not None}
         for name, kw in dict(arch.get("mixer_kwargs") or {}).items()
@@ -173,4 +174,5 @@ def build_language_model(arch: dict, model: dict, vocab_size: int) -> LanguageMo
         layers=layers,
         mixer_kwargs=kwargs,
         mlp=arch.get("mlp", "swiglu"),
+        mlp_hidden=int(model["mlp_hidden"]) if model.get("mlp_hidden") else None,
     )

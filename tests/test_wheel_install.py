@@ -36,6 +36,11 @@ def test_wheel_installs_into_fresh_venv_and_runs_elsewhere(tmp_path):
         assert y.shape == (2, 9, 64)
         cfg_dir = pathlib.Path(configs.__file__).parent
         assert (cfg_dir / "arch" / "attention.yaml").is_file()
+        from train import compose_config
+        cfg = compose_config(["arch=mamba", "task=passkey"])
+        assert cfg.arch.name == "mamba" and cfg.task.name == "passkey"
+        from eval.config import compose
+        assert compose("eval/compare", ["compare=tiny"]).compare.name == "tiny"
         print("ok", sorted(p.name for p in cfg_dir.iterdir() if p.is_dir()))
         """
     )

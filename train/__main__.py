@@ -39,7 +39,7 @@ def main(cfg: DictConfig) -> float | None:
     _sweep_name(cfg)
     try:
         summary = train_run(cfg)
-    except ValueError as e:  # bad config: one clear line, no traceback
+    except (ValueError, KeyError, FileNotFoundError) as e:  # bad config or missing data file: one clear line, no traceback
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     if summary:

@@ -151,17 +151,10 @@ def read_summary(run_dir: str | Path) -> dict | None:
 
 # ---- planning --------------------------------------------------------------------------------
 def build_model(arch: dict, model_cfg: dict, vocab_size: int):
-    """``archs.build_language_model`` plus ``model.mlp_hidden`` (set when sizing to a parameter count)."""
-    from archs import LanguageModel, build_language_model
+    """``archs.build_language_model`` (``model.mlp_hidden`` is set when sizing to a parameter count)."""
+    from archs import build_language_model
 
-    hidden = model_cfg.get("mlp_hidden")
-    if hidden is None:
-        return build_language_model(arch, model_cfg, vocab_size)
-    kwargs = {name: {k: v for k, v in dict(kw or {}).items() if v is not None}
-              for name, kw in dict(arch.get("mixer_kwargs") or {}).items()}
-    layers = arch["layers"] if isinstance(arch["layers"], str) else list(arch["layers"])
-    return LanguageModel(vocab_size=vocab_size, d_model=int(model_cfg["d_model"]), n_layers=int(model_cfg["n_layers"]),
-                         layers=layers, mixer_kwargs=kwargs, mlp=arch.get("mlp", "swiglu"), mlp_hidden=int(hidden))
+    return build_language_model(arch, model_cfg, vocab_size)
 
 
 def plan_run(cfg) -> dict:
