@@ -18,6 +18,9 @@ def layer_pattern(layers: str | Sequence[str], n_layers: int) -> list[str]:
         raise ValueError("LanguageModel: layers must be a mixer name or a non-empty list of names")
     for name in pattern:
         mixer_class(name)  # raises with the list of known names
+    if len(pattern) > n_layers:
+        raise ValueError(f"LanguageModel: layer pattern {pattern} is longer than n_layers={n_layers}; "
+                         f"use at least {len(pattern)} layers so every mixer in it is used")
     return [pattern[i % len(pattern)] for i in range(n_layers)]
 
 

@@ -39,16 +39,17 @@ def load_group(group: str, name: str) -> DictConfig:
 
 
 def resolve_archs(spec) -> list[str]:
-    """``"all"`` -> every registered mixer; a name or list of names -> checked list."""
+    """``"all"`` -> every registered mixer; a name or list of names of arch configs
+    (``configs/arch/*.yaml``: every mixer, plus hybrids) -> checked list."""
     from archs import mixer_names
 
-    known = mixer_names()
     if spec is None or spec == "all":
-        return known
+        return mixer_names()
+    known = sorted(p.stem for p in (config_dir() / "arch").glob("*.yaml"))
     names = [spec] if isinstance(spec, str) else [str(s) for s in spec]
     if not names:
         raise ValueError("archs: expected 'all' or a non-empty list of registered mixer names")
     bad = [n for n in names if n not in known]
     if bad:
-        raise ValueError(f"archs: unknown {bad}; known mixers: {', '.join(known)}")
+        raise ValueError(f"archs: unknown {bad}; known arch configs: {', '.join(known)}")
     return names

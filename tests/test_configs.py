@@ -27,5 +27,6 @@ def test_arch_config_names_registered_mixers_and_builds(path):
     assert set(layers) <= set(mixer_names()), f"{path.name} names unknown mixers {set(layers) - set(mixer_names())}"
     assert set(arch.get("mixer_kwargs") or {}) <= set(layers)
     model = yaml.safe_load((CONFIGS / "model" / "tiny.yaml").read_text())
+    model["n_layers"] = max(model["n_layers"], len(layers))  # a hybrid pattern needs its length
     lm = build_language_model(arch, model, vocab_size=32)
     assert lm.num_params() > 0

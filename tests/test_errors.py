@@ -65,3 +65,5 @@ def test_block_and_model_errors():
         lm.generate(torch.zeros(1, 2, dtype=torch.long), 3, top_k=0)
     with pytest.raises(ValueError, match="n_layers"):
         LanguageModel(10, 32, 0)
+    with pytest.raises(ValueError, match=r"longer than n_layers=2"):
+        LanguageModel(10, 32, 2, layers=["attention", "attention", "attention"])

@@ -130,7 +130,7 @@ def test_bad_arguments(tmp_path, capsys):
     assert main(["nope"]) == 2
     assert "unknown command 'nope'" in capsys.readouterr().err
     assert main(["compare", "positional"]) == 2
-    with pytest.raises(ValueError, match="unknown \\['nomixer'\\]; known mixers: .*attention"):
+    with pytest.raises(ValueError, match="unknown \\['nomixer'\\]; known arch configs: .*attention"):
         Compare(compose("eval/compare", ["compare=tiny", "compare.archs=[nomixer]", f"results_root={tmp_path}"]))
     assert not os.listdir(tmp_path)
 
