@@ -84,11 +84,18 @@ class MQAR(SyntheticTask):
     the first 2n tokens bind keys (from [1, V/2)) to values (from [V/2, V)); each key is then
     queried once at a gap drawn from a power law p(g) ~ g^(alpha-1), and the target after the
     query is its value. Only those n positions are scored.
+
+    ``random_filler`` replaces the 0 pads after the key-value context by random tokens from
+    [1, V) (Zoology's ``random_non_queries``). Off by default, as in Zoology's paper configs:
+    with a small vocabulary the filler often repeats a key before its query (followed by a
+    random token), which makes the recall ambiguous and learning several times slower
+    (2-layer d64 attention, seq 128, 8 pairs, vocab 256: ~12% vs ~25% accuracy after 600
+    steps of batch 16).
     """
 
     name = "mqar"
 
-    def __init__(self, vocab_size: int = 256, num_kv_pairs: int = 8, power_a: float = 0.01, random_filler: bool = True):
+    def __init__(self, vocab_size: int = 256, num_kv_pairs: int = 8, power_a: float = 0.01, random_filler: bool = False):
         super().__init__(vocab_size)
         half = vocab_size // 2
         if not isinstance(num_kv_pairs, int) or not (1 <= num_kv_pairs < half):
