@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .bench.common import sync
+from .bench.common import sync, time_ms
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "fp16": torch.float16, "float64": torch.float64}
@@ -88,21 +88,7 @@ def estimate_bytes(model, batch: int, context: int, elem: int) -> float:
 
 def _time(fn: Callable[[], object], warmup: int, repeats: int, max_seconds: float) -> float:
     """Median seconds of ``fn()`` after ``warmup`` calls; stops repeating past ``max_seconds``."""
-    for _ in range(warmup):
-        fn()
-    sync()
-    times, spent = [], 0.0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        dt = time.perf_counter() - t0
-        times.append(dt)
-        spent += dt
-        if spent > max_seconds:
-            break
-    times.sort()
-    return times[len(times) // 2]
+    return time_ms(fn, warmup=warmup, repeats=repeats, max_seconds=max_seconds) / 1e3
 
 
 def measure_model(model, settings: ThroughputSettings, arch: str = "?", progress: Callable[[str], None] | None = None) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Linear-attention ops: chunked vs quadratic (parallel) vs sequential ref; decode step of the mixers.
+"""Linear-attention ops: chunked vs quadratic (parallel) vs sequential ref (decode steps of every
+mixer: ``eval/bench/decode.py``).
 
 Rows (one table, same keys), shapes q, k (B=1, L, H=4, K=64), v (B, L, H, V=64), fp32, CPU/GPU:
   bench="fwd" / "fwd+bwd", vs="parallel" or "ref": base_ms = ``parallel_<op>`` or ``<op>_ref``,
@@ -6,8 +7,6 @@ Rows (one table, same keys), shapes q, k (B=1, L, H=4, K=64), v (B, L, H, V=64),
       The quadratic form holds (B, H, L, L) scores (``parallel_gla``: (B, H, L, L, K) decays), so it is
       run only up to ``max_parallel`` (``max_parallel_gla``); the ref loops over L in Python and is run
       up to ``max_ref``.
-  bench="decode", op=<mixer>: one ``step`` at d_model=256, batch 1, after prefilling the short and the
-      long context; base_ms = short, ms = long, ratio = long / short (a constant-size state gives ~1).
 
 Memory (analytic, largest intermediates of one head-batch, fp32): parallel ~ 4 B H L^2 bytes per
 score-sized tensor (x L K for parallel_gla); chunked ~ 4 B H L C bytes (x 16 K / C for chunk_gla's
@@ -29,9 +28,7 @@ from archs.ops.gla import (
 )
 
 from .common import fwd_bwd, print_table, time_ms
-from .decode import decode_step_ms
 
-MIXERS = ["retnet", "gla", "deltanet", "rwkv6"]
 
 # op -> (chunked, quadratic or None, ref, extra input: None | "g_head" | "g_key" | "beta")
 OPS = {
@@ -86,21 +83,11 @@ def op_rows(lengths, max_parallel: int = 4096, max_parallel_gla: int = 1024, max
     return rows
 
 
-def decode_rows(contexts=(1024, 16384), mixers=MIXERS, d_model: int = 256, steps: int = 32) -> list[dict]:
-    rows = []
-    short, long = contexts
-    for name in mixers:
-        t_short = decode_step_ms(name, short, d_model=d_model, steps=steps)
-        t_long = decode_step_ms(name, long, d_model=d_model, steps=steps)
-        rows.append({"bench": "decode", "op": name, "vs": f"ctx {short}", "L": long, "base_ms": t_short, "ms": t_long, "ratio": t_long / t_short})
-    return rows
-
-
 def run(quick: bool = False) -> list[dict]:
     device = "cuda" if torch.cuda.is_available() else None
     if quick:
-        return op_rows([512, 1024], max_parallel_gla=512, max_ref=512, repeats=2, device=device) + decode_rows((256, 2048), steps=8)
-    return op_rows([512, 1024, 2048, 4096, 8192], device=device) + decode_rows((1024, 16384))
+        return op_rows([512, 1024], max_parallel_gla=512, max_ref=512, repeats=2, device=device)
+    return op_rows([512, 1024, 2048, 4096, 8192], device=device)
 
 
 def main(argv=None) -> None:
@@ -108,18 +95,14 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--lengths", type=int, nargs="+", default=None, help="op lengths (default 512 .. 8192)")
-    ap.add_argument("--no-decode", action="store_true")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    if a.lengths or a.no_decode:
-        device = "cuda" if torch.cuda.is_available() else None
-        rows = op_rows(a.lengths or [512, 1024, 2048, 4096, 8192], device=device)
-        if not a.no_decode:
-            rows += decode_rows((1024, 16384))
+    if a.lengths:
+        rows = op_rows(a.lengths, device="cuda" if torch.cuda.is_available() else None)
     else:
         rows = run(a.quick)
-    print_table(rows, f"linear attention: chunked vs parallel vs ref; mixer decode ({torch.get_num_threads()} threads)")
+    print_table(rows, f"linear attention: chunked vs parallel vs ref; ({torch.get_num_threads()} threads)")
 
 
 if __name__ == "__main__":

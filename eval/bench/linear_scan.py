@@ -1,11 +1,9 @@
-"""linear_scan: fast (chunked, recursive) vs the sequential ref; decode step of the linear RNNs.
+"""linear_scan: fast (chunked, recursive) vs the sequential ref (decode steps of every mixer:
+``eval/bench/decode.py``).
 
 Rows (one table, same keys):
   bench="scan fwd" / "scan fwd+bwd": shape (B=4, L, D=256), real fp32 and complex64;
       base_ms = ``linear_scan_ref``, ms = ``linear_scan``, ratio = speedup (ref / fast).
-  bench="decode <mixer>": one ``step`` at d_model=256, batch 1, after prefilling L[0] and L[1]
-      tokens; base_ms = step at the short context, ms = step at the long one, ratio = long / short
-      (a constant-size state should give ~1.0).
 
     python -m eval.bench.linear_scan [--quick] [--threads N]
 """
@@ -18,9 +16,7 @@ import torch
 from archs.ops.linear_rnn import linear_scan, linear_scan_ref
 
 from .common import fwd_bwd, print_table, time_ms
-from .decode import decode_step_ms
 
-MIXERS = ["hgrn", "lru", "mingru", "lstm"]
 
 
 def _inputs(L: int, dtype: torch.dtype, B: int = 4, D: int = 256, grad: bool = False):
@@ -60,20 +56,10 @@ def scan_rows(lengths, dtypes=(torch.float32, torch.complex64), repeats: int = 3
     return rows
 
 
-def decode_rows(contexts=(1024, 16384), mixers=MIXERS, d_model: int = 256, steps: int = 32) -> list[dict]:
-    rows = []
-    short, long = contexts
-    for name in mixers:
-        t_short = decode_step_ms(name, short, d_model=d_model, steps=steps)
-        t_long = decode_step_ms(name, long, d_model=d_model, steps=steps)
-        rows.append({"bench": f"decode {name}", "dtype": "float32", "L": f"{short}->{long}", "base_ms": t_short, "ms": t_long, "ratio": t_long / t_short})
-    return rows
-
-
 def run(quick: bool = False) -> list[dict]:
     if quick:
-        return scan_rows([512, 2048], repeats=2) + decode_rows((256, 2048), steps=8)
-    return scan_rows([512, 2048, 8192]) + decode_rows((1024, 16384))
+        return scan_rows([512, 2048], repeats=2)
+    return scan_rows([512, 2048, 8192])
 
 
 def main(argv=None) -> None:
@@ -83,7 +69,7 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    print_table(run(a.quick), f"linear_scan and linear-RNN decode ({torch.get_num_threads()} threads)")
+    print_table(run(a.quick), f"linear_scan fast vs ref ({torch.get_num_threads()} threads)")
 
 
 if __name__ == "__main__":
