@@ -102,7 +102,7 @@ def main(argv=None) -> None:
         rows = op_rows(a.lengths, device="cuda" if torch.cuda.is_available() else None)
     else:
         rows = run(a.quick)
-    print_table(rows, f"linear attention: chunked vs parallel vs ref; ({torch.get_num_threads()} threads)")
+    print_table(rows, f"linear attention: chunked vs parallel vs ref ({torch.get_num_threads()} threads)")
 
 
 if __name__ == "__main__":
