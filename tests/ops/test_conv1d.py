@@ -3,13 +3,8 @@ import pytest
 import torch
 
 from archs.ops import causal_conv1d, causal_conv1d_ref, causal_conv1d_step
+from helpers import close_for_dtype as _close
 
-TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
-
-
-def _close(a, b, dtype):
-    scale = max(1.0, b.abs().max().item()) if b.numel() else 1.0
-    assert (a - b).abs().max().item() <= TOL[dtype] * scale if a.numel() else True
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

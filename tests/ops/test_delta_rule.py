@@ -5,15 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from archs.ops import chunk_delta_rule, delta_rule_ref
+from helpers import close_for_dtype as _close
 
-TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 B, H, K, V = 2, 2, 8, 6
-
-
-def _close(a, b, dtype, what):
-    scale = max(1.0, b.abs().max().item()) if b.numel() else 1.0
-    err = (a - b).abs().max().item() if a.numel() else 0.0
-    assert err <= TOL[dtype] * scale, f"{what}: max abs error {err:.2e} > {TOL[dtype]:.0e} x {scale:.3g}"
 
 
 def _inputs(T, dtype, with_init, gen):

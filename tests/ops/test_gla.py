@@ -9,8 +9,8 @@ from archs.ops import (
     chunk_gla, chunk_retention, chunk_simple_gla, gla_ref, parallel_gla, parallel_retention,
     parallel_simple_gla, retention_ref, simple_gla_ref,
 )
+from helpers import close_for_dtype as _close
 
-TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 B, H, K, V = 2, 2, 8, 6
 
 # family -> (ref, parallel, chunk, g shape or None)
@@ -19,12 +19,6 @@ FAMILIES = {
     "retention": (retention_ref, parallel_retention, chunk_retention, None),
     "gla": (gla_ref, parallel_gla, chunk_gla, "bthk"),
 }
-
-
-def _close(a, b, dtype, what):
-    scale = max(1.0, b.abs().max().item()) if b.numel() else 1.0
-    err = (a - b).abs().max().item() if a.numel() else 0.0
-    assert err <= TOL[dtype] * scale, f"{what}: max abs error {err:.2e} > {TOL[dtype]:.0e} x {scale:.3g}"
 
 
 def _inputs(family, T, dtype, with_init, gen, g_scale=1.0):

@@ -5,14 +5,8 @@ import torch
 
 from archs.ops import selective_scan, selective_scan_ref
 from archs.ops.selective_scan import scan
+from helpers import close_for_dtype as _close, assert_outputs_and_grads_match
 
-TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
-
-
-def _close(a, b, dtype, what=""):
-    scale = max(1.0, b.abs().max().item()) if b.numel() else 1.0
-    err = (a - b).abs().max().item() if a.numel() else 0.0
-    assert err <= TOL[dtype] * scale, f"{what}: max abs err {err:.3g} > {TOL[dtype]} * {scale:.3g}"
 
 
 def _inputs(b, d, n, l, g, dtype, seed, full=True):
@@ -39,17 +33,7 @@ def test_fast_matches_ref_values_and_grads(dtype, l, g, block, monkeypatch):
         monkeypatch.setattr(scan, "BLOCK_ELEMS", block * 2 * 4 * 3)
     ins = _inputs(2, 4, 3, l, g, dtype, seed=l + 100 * g)
     kw = dict(delta_softplus=True, return_last_state=True)
-    y1, s1 = selective_scan(**ins, **kw)
-    y2, s2 = selective_scan_ref(**ins, **kw)
-    _close(y1, y2, dtype, "out")
-    _close(s1, s2, dtype, "last_state")
-    gen = torch.Generator().manual_seed(7)
-    gy, gs = torch.randn(y1.shape, generator=gen, dtype=dtype), torch.randn(s1.shape, generator=gen, dtype=dtype)
-    names = list(ins)
-    g1 = torch.autograd.grad((y1 * gy).sum() + (s1 * gs).sum(), [ins[k] for k in names])
-    g2 = torch.autograd.grad((y2 * gy).sum() + (s2 * gs).sum(), [ins[k] for k in names])
-    for k, a, r in zip(names, g1, g2):
-        _close(a, r, dtype, f"grad {k}")
+    assert_outputs_and_grads_match(selective_scan(**ins, **kw), selective_scan_ref(**ins, **kw), ins, dtype)
 
 
 def test_minimal_arguments_and_no_softplus():

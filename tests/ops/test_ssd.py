@@ -5,14 +5,8 @@ import torch
 
 from archs.ops import ssd, ssd_ref
 from archs.ops.ssd import segsum
+from helpers import close_for_dtype as _close, assert_outputs_and_grads_match
 
-TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
-
-
-def _close(a, b, dtype, what=""):
-    scale = max(1.0, b.abs().max().item()) if b.numel() else 1.0
-    err = (a - b).abs().max().item() if a.numel() else 0.0
-    assert err <= TOL[dtype] * scale, f"{what}: max abs err {err:.3g} > {TOL[dtype]} * {scale:.3g}"
 
 
 def _inputs(b, l, h, p, g, n, dtype, seed, D_shape=None, full=True):
@@ -33,17 +27,7 @@ def _inputs(b, l, h, p, g, n, dtype, seed, D_shape=None, full=True):
 def test_fast_matches_ref_values_and_grads(dtype, l, g, D_shape):
     ins = _inputs(2, l, 4, 3, g, 5, dtype, seed=l + 10 * g, D_shape=D_shape)
     kw = dict(chunk_size=16, dt_softplus=True, return_final_states=True)
-    y1, s1 = ssd(**ins, **kw)
-    y2, s2 = ssd_ref(**ins, **kw)
-    _close(y1, y2, dtype, "out")
-    _close(s1, s2, dtype, "final_states")
-    gen = torch.Generator().manual_seed(7)
-    gy, gs = torch.randn(y1.shape, generator=gen, dtype=dtype), torch.randn(s1.shape, generator=gen, dtype=dtype)
-    names = list(ins)
-    g1 = torch.autograd.grad((y1 * gy).sum() + (s1 * gs).sum(), [ins[k] for k in names])
-    g2 = torch.autograd.grad((y2 * gy).sum() + (s2 * gs).sum(), [ins[k] for k in names])
-    for k, a, r in zip(names, g1, g2):
-        _close(a, r, dtype, f"grad {k}")
+    assert_outputs_and_grads_match(ssd(**ins, **kw), ssd_ref(**ins, **kw), ins, dtype)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 5, 64])
