@@ -40,7 +40,8 @@ def load_group(group: str, name: str) -> DictConfig:
 
 def resolve_archs(spec) -> list[str]:
     """``"all"`` -> every registered mixer; a name or list of names of arch configs
-    (``configs/arch/*.yaml``: every mixer, plus hybrids) -> checked list."""
+    (``configs/arch/*.yaml``: every mixer, plus hybrids and variants) -> checked list. ``all``
+    may stand inside a list too: ``[all, attention_conv]`` is every mixer plus that config."""
     from archs import mixer_names
 
     if spec is None or spec == "all":
@@ -48,8 +49,9 @@ def resolve_archs(spec) -> list[str]:
     known = sorted(p.stem for p in (config_dir() / "arch").glob("*.yaml"))
     names = [spec] if isinstance(spec, str) else [str(s) for s in spec]
     if not names:
-        raise ValueError("archs: expected 'all' or a non-empty list of registered mixer names")
+        raise ValueError("archs: expected 'all' or a non-empty list of arch config names")
+    names = [m for n in names for m in (mixer_names() if n == "all" else [n])]
     bad = [n for n in names if n not in known]
     if bad:
         raise ValueError(f"archs: unknown {bad}; known arch configs: {', '.join(known)}")
-    return names
+    return list(dict.fromkeys(names))  # in order, each once

@@ -45,6 +45,18 @@ def test_mqar_answers_are_the_bound_values():
         for p in pos.tolist():
             assert bind[int(x[p])] == int(y[p])  # the query key sits at p; its value is the target
         assert sorted(int(x[p]) for p in pos) == sorted(bind)  # each key queried once
+        later = x[8:]
+        assert not (later >= half).any()  # no value after the context: answers are never inputs
+
+
+def test_mqar_answers_never_leak_into_inputs_with_filler():
+    task = MQAR(vocab_size=64, num_kv_pairs=4, random_filler=True)
+    d = task.generate(50, 40, seed=3)
+    pos = (d["targets"] != IGNORE).nonzero()
+    nxt = pos[pos[:, 1] + 1 < 40]
+    # the input after a query is filler: it equals the answer only by chance (1 in 63), not always
+    same = (d["inputs"][nxt[:, 0], nxt[:, 1] + 1] == d["targets"][nxt[:, 0], nxt[:, 1]]).float().mean()
+    assert same < 0.2
 
 
 def test_selective_copy_and_passkey_targets_reproduce_hidden_tokens():

@@ -10,7 +10,8 @@ import pytest
 
 from eval.__main__ import main
 from eval.compare import Compare
-from eval.config import compose
+from archs import mixer_names
+from eval.config import compose, resolve_archs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ARCHS = ["attention", "retnet"]
@@ -119,11 +120,20 @@ def test_rerun_reuses_everything(interrupted_then_finished, monkeypatch):
 
 def test_presets_compose():
     quick = compose("eval/compare")
-    assert quick.compare.name == "quick" and quick.compare.archs == "all"
+    assert quick.compare.name == "quick"
+    assert resolve_archs(quick.compare.archs) == mixer_names() + ["attention_conv"]
     assert set(quick.compare.tasks) == {"mqar", "text"}
     long = compose("eval/compare", ["compare=long_context", "results_root=/tmp/x"])
     assert long.compare.name == "long_context" and long.results_root == "/tmp/x"
     assert max(long.compare.throughput.contexts) >= 65536
+
+
+def test_resolve_archs_expands_all_inside_a_list():
+    assert resolve_archs("all") == mixer_names()
+    assert resolve_archs(["attention_conv", "all", "attention"]) == ["attention_conv"] + mixer_names()
+    assert resolve_archs("hybrid_mamba_attention") == ["hybrid_mamba_attention"]
+    with pytest.raises(ValueError, match="non-empty"):
+        resolve_archs([])
 
 
 def test_bad_arguments(tmp_path, capsys):

@@ -1,7 +1,7 @@
 """MQAR at matched compute: attention within a CPU-time budget, every other arch at the same FLOPs.
 
-    python -m train.mqar_check                    # 60 s of attention training; all registered archs
-    python -m train.mqar_check --seconds 120 --archs attention,gla,mamba
+    python -m train.mqar_check                    # 60 s of attention training; every mixer + attention_conv
+    python -m train.mqar_check --seconds 120 --archs attention,attention_conv,gla,mamba
 
 Setting: MQAR (Zoology), sequence 128, 8 key-value pairs, d_model 64, 2 layers. The FLOP
 budget is calibrated once: attention's training FLOPs per CPU-second on this machine (a few
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from archs import mixer_names
+from eval.config import resolve_archs
 
 from .api import compose_config, load_run, plan_run, train_run
 from .budget import train_flops_per_step
@@ -70,16 +70,20 @@ def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=60.0, help="attention's training CPU-seconds; sets the FLOP budget")
     p.add_argument("--flops", type=float, default=None, help="use this FLOP budget instead of calibrating")
-    p.add_argument("--archs", default="all", help="comma-separated mixer names, or 'all'")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--archs", default="all,attention_conv",
+                   help="comma-separated arch configs (configs/arch/*.yaml); 'all' = every registered mixer")
+    p.add_argument("--batch-size", type=int, default=8, help="small batches: more steps per CPU-second, which recall needs")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (one keeps timings steady)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lengths", default="128,256,512", help="evaluation lengths")
     p.add_argument("--results-root", default="runs/mqar_check")
     args = p.parse_args(argv)
-    archs = mixer_names() if args.archs == "all" else args.archs.split(",")
+    archs = resolve_archs(args.archs.split(","))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     flops = args.flops or calibrate_flops_per_s(args) * args.seconds
-    print(f"# MQAR seq 128, 8 kv pairs, d_model 64, 2 layers, batch {args.batch_size}, lr {args.lr}; "
+    print(f"# MQAR seq 128, 8 kv pairs, d_model 64, 2 layers, batch {args.batch_size}, lr {args.lr}, {torch.get_num_threads()} thread(s); "
           f"budget {flops:.3g} training FLOPs ({'given' if args.flops else f'{args.seconds:g} CPU-s of attention here'})")
     lengths = [int(x) for x in args.lengths.split(",")]
     rows = []

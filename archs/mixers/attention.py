@@ -1,9 +1,15 @@
-"""Softmax attention (the Transformer): multi-head / grouped-query, RoPE, optional sliding window.
+"""Softmax attention (the Transformer): multi-head / grouped-query, RoPE, optional sliding window,
+optional short convolution on q, k, v.
 
 Vaswani et al. 2017, "Attention Is All You Need"; GQA: Ainslie et al. 2023; RoPE: Su et al. 2021.
+The short causal depthwise conv (``conv_size``) is the one the efficient mixers carry (Mamba,
+DeltaNet) and that Zoology (Arora et al. 2023) puts in front of every mixer, attention included:
+it makes "the token before me" a feature for free, which a 2-layer Transformer otherwise has to
+learn as a previous-token head before it can do associative recall.
 State: a KV cache of the keys (RoPE applied) and values of every past token, or of the last
 ``window`` tokens (a ring buffer) with a sliding window. It grows by doubling, so appending a
-token copies nothing but that token (amortised).
+token copies nothing but that token (amortised). With ``conv_size`` it also holds the conv
+window: the last ``conv_size - 1`` projected q, k, v inputs.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from einops import rearrange
 from torch import nn
 
 from ..mixer import Mixer, check_divisible
+from ..ops.conv1d import causal_conv1d, causal_conv1d_step
 from ..registry import register_mixer
 from ..rope import Rotary
 from ..state import MixerState
@@ -27,13 +34,15 @@ class KVCache(MixerState):
     pos: torch.Tensor  # (C,) long: absolute position held in each slot, -1 = empty
     length: int = 0  # tokens seen so far
     window: int | None = None  # ring buffer of `window` slots when set
+    conv: torch.Tensor | None = None  # (B, (H + 2 Hkv) Dh, conv_size - 1) short-conv window, or None
 
     def tensors(self) -> list[torch.Tensor]:
-        return [self.k, self.v]
+        return [self.k, self.v] + ([] if self.conv is None else [self.conv])
 
     def numel_per_sequence(self) -> int:
         held = self.length if self.window is None else min(self.length, self.window)
-        return 2 * self.k.shape[1] * held * self.k.shape[3]
+        conv = 0 if self.conv is None else self.conv[0].numel()
+        return 2 * self.k.shape[1] * held * self.k.shape[3] + conv
 
     def nbytes_per_sequence(self) -> int:
         return self.numel_per_sequence() * self.k.element_size()
@@ -82,14 +91,20 @@ class Attention(Mixer):
         n_kv_heads: key/value heads for grouped-query attention (default: n_heads).
         window: sliding-window size (each token sees itself and the window-1 before it); None = full.
         rope_base: RoPE frequency base.
+        bias: biases in the q, k, v and output projections.
+        conv_size: kernel of a short causal depthwise conv over the projected q, k, v (before
+            RoPE); None = no conv (the plain Transformer).
     """
 
     test_variants = {
         "gqa": {"n_heads": 4, "n_kv_heads": 2},
         "mqa_window": {"n_heads": 2, "n_kv_heads": 1, "window": 5},
+        "conv4_gqa": {"n_heads": 4, "n_kv_heads": 2, "conv_size": 4},
+        "conv3_window": {"n_heads": 2, "window": 5, "conv_size": 3},
     }
 
-    def __init__(self, d_model: int, n_heads: int | None = None, n_kv_heads: int | None = None, window: int | None = None, rope_base: float = 10000.0, bias: bool = False):
+    def __init__(self, d_model: int, n_heads: int | None = None, n_kv_heads: int | None = None, window: int | None = None,
+                 rope_base: float = 10000.0, bias: bool = False, conv_size: int | None = None):
         super().__init__(d_model)
         n_heads = n_heads or max(1, d_model // 64)
         n_kv_heads = n_kv_heads or n_heads
@@ -97,21 +112,48 @@ class Attention(Mixer):
         check_divisible("attention", "n_heads", n_heads, "n_kv_heads", n_kv_heads)
         if window is not None and (not isinstance(window, int) or window < 1):
             raise ValueError(f"attention: window must be a positive int or None, got {window!r}")
-        self.n_heads, self.n_kv_heads, self.window = n_heads, n_kv_heads, window
+        if conv_size is not None and (not isinstance(conv_size, int) or conv_size < 2):
+            raise ValueError(f"attention: conv_size must be an int >= 2 or None, got {conv_size!r}")
+        self.n_heads, self.n_kv_heads, self.window, self.conv_size = n_heads, n_kv_heads, window, conv_size
         self.head_dim = d_model // n_heads
         self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=bias)
         self.kv_proj = nn.Linear(d_model, 2 * n_kv_heads * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=bias)
         self.rotary = Rotary(self.head_dim, rope_base)
+        if conv_size is not None:
+            # one depthwise conv over the concatenated q, k, v channels; starts as the identity
+            # (weight 1 on the current token) plus small noise, so a conv model begins as the plain one
+            weight = torch.empty(self._qkv_width(), conv_size).uniform_(-0.1, 0.1)
+            weight[:, -1] += 1.0
+            self.conv_weight = nn.Parameter(weight)
+
+    def _qkv_width(self) -> int:
+        return (self.n_heads + 2 * self.n_kv_heads) * self.head_dim
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, window={self.window}"
+        conv = f", conv_size={self.conv_size}" if self.conv_size else ""
+        return f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, window={self.window}{conv}"
 
     # ---- projections ---------------------------------------------------------------------
-    def _qkv(self, x: torch.Tensor, start: int):
+    def _project(self, x: torch.Tensor, state: KVCache | None) -> torch.Tensor:
+        """x (B, L, D) -> q, k, v channels (B, L, (H + 2 Hkv) Dh), through the short conv if any
+        (carrying its window in ``state.conv`` when a state is given)."""
+        qkv = torch.cat([self.q_proj(x), self.kv_proj(x)], dim=-1)  # (B, L, (H + 2Hkv) Dh)
+        if self.conv_size is None:
+            return qkv
+        if state is None:
+            return causal_conv1d(qkv.transpose(1, 2), self.conv_weight).transpose(1, 2)
+        if x.shape[1] == 1:  # decode: update the window in place
+            return causal_conv1d_step(qkv[:, 0], state.conv, self.conv_weight)[:, None]
+        y, conv = causal_conv1d(qkv.transpose(1, 2), self.conv_weight, initial_states=state.conv, return_final_states=True)
+        state.conv = conv.to(state.conv.dtype)
+        return y.transpose(1, 2)
+
+    def _qkv(self, x: torch.Tensor, start: int, state: KVCache | None = None):
         """x (B, L, D) at positions start.. -> q (B, H, L, Dh), k, v (B, Hkv, L, Dh), RoPE applied."""
-        q = rearrange(self.q_proj(x), "b l (h d) -> b h l d", d=self.head_dim)
-        k, v = rearrange(self.kv_proj(x), "b l (two h d) -> two b h l d", two=2, d=self.head_dim)
+        q, kv = self._project(x, state).split([self.n_heads * self.head_dim, 2 * self.n_kv_heads * self.head_dim], dim=-1)
+        q = rearrange(q, "b l (h d) -> b h l d", d=self.head_dim)
+        k, v = rearrange(kv, "b l (two h d) -> two b h l d", two=2, d=self.head_dim)
         cos, sin = self.rotary.cos_sin(start, x.shape[1], x.device, q.dtype)
         return self.rotary.rotate(q, cos, sin), self.rotary.rotate(k, cos, sin), v
 
@@ -133,7 +175,7 @@ class Attention(Mixer):
 
     def _prefill(self, x: torch.Tensor, state: KVCache):
         L, start = x.shape[1], state.length
-        q, k, v = self._qkv(x, start)
+        q, k, v = self._qkv(x, start, state)
         if start == 0:
             y = self._attend_fresh(q, k, v)
         else:
@@ -155,7 +197,7 @@ class Attention(Mixer):
         return self._attend(q, k, v, mask=self._window_mask(pos, pos))
 
     def _step(self, x_t: torch.Tensor, state: KVCache):
-        q, k, v = self._qkv(x_t[:, None], state.length)  # (B, H, 1, Dh)
+        q, k, v = self._qkv(x_t[:, None], state.length, state)  # (B, H, 1, Dh)
         state.append(k, v)
         ck, cv, _ = state.held()  # every held key is causal and inside the window: no mask
         return self._attend(q, ck, cv)[:, 0], state
@@ -172,15 +214,19 @@ class Attention(Mixer):
             v=torch.zeros(shape, device=device, dtype=dtype),
             pos=torch.full((cap,), -1, device=device, dtype=torch.long),
             window=self.window,
+            conv=None if self.conv_size is None else torch.zeros(batch_size, self._qkv_width(), self.conv_size - 1, device=device, dtype=dtype),
         )
 
     def state_size(self, seq_len: int) -> int:
         held = seq_len if self.window is None else min(seq_len, self.window)
-        return 2 * self.n_kv_heads * self.head_dim * held
+        conv = 0 if self.conv_size is None else self._qkv_width() * (self.conv_size - 1)
+        return 2 * self.n_kv_heads * self.head_dim * held + conv
 
     def flops_per_token(self, seq_len: int) -> float:
         D, H, Hkv, Dh = self.d_model, self.n_heads, self.n_kv_heads, self.head_dim
         proj = 2.0 * D * (H * Dh + 2 * Hkv * Dh) + 2.0 * H * Dh * D
+        if self.conv_size is not None:
+            proj += 2.0 * self._qkv_width() * self.conv_size
         # token i (1-based) attends to min(i, window) keys: QK^T and AV each 2 * H * Dh per key
         n, w = seq_len, self.window or seq_len
         if w >= n:
