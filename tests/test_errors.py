@@ -26,6 +26,12 @@ def test_d_model_not_divisible_by_heads():
         build_mixer("attention", 32, n_heads=4, n_kv_heads=3)
 
 
+@pytest.mark.parametrize("bad", [1, 0, 2.5, "4"])
+def test_attention_conv_size_must_be_an_int_of_at_least_2(bad):
+    with pytest.raises(ValueError, match=rf"attention: conv_size must be an int >= 2 or None, got {bad!r}"):
+        build_mixer("attention", 32, conv_size=bad)
+
+
 @pytest.mark.parametrize("name", mixer_names())
 def test_wrong_rank_and_width(name):
     m = build_mixer(name, 32)
