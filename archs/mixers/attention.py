@@ -142,12 +142,12 @@ class Attention(Mixer):
         if self.conv_size is None:
             return qkv
         if state is None:
-            return causal_conv1d(qkv.transpose(1, 2), self.conv_weight).transpose(1, 2)
+            return causal_conv1d(qkv.transpose(1, 2), self.conv_weight).transpose(1, 2).contiguous()  # (B, L, C) rows
         if x.shape[1] == 1:  # decode: update the window in place
             return causal_conv1d_step(qkv[:, 0], state.conv, self.conv_weight)[:, None]
         y, conv = causal_conv1d(qkv.transpose(1, 2), self.conv_weight, initial_states=state.conv, return_final_states=True)
         state.conv = conv.to(state.conv.dtype)
-        return y.transpose(1, 2)
+        return y.transpose(1, 2).contiguous()
 
     def _qkv(self, x: torch.Tensor, start: int, state: KVCache | None = None):
         """x (B, L, D) at positions start.. -> q (B, H, L, Dh), k, v (B, Hkv, L, Dh), RoPE applied."""
