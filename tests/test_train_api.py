@@ -37,6 +37,15 @@ def test_config_hash_ignores_name_root_and_progress():
     assert config_hash(a) != config_hash(compose_config(["lr=0.1"]))
 
 
+def test_config_hash_changes_with_the_task_data_version(monkeypatch):
+    from train.data import MQAR
+
+    cfg = compose_config(["task=mqar"])
+    before = config_hash(cfg)
+    monkeypatch.setattr(MQAR, "data_version", MQAR.data_version + 1)
+    assert config_hash(cfg) != before  # runs trained on the old data are not reused
+
+
 @pytest.fixture(scope="module")
 def done(tmp_path_factory):
     """One finished tiny run shared by the tests that only read it: (results_root, summary)."""

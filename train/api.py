@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .data import TASK_NAMES, build_task
+from .data import TASK_NAMES, build_task, task_data_version
 
 #: config keys that do not change what is trained (left out of ``config_hash``)
 HASH_EXCLUDE = ("results_root", "name", "trainer.progress_bar", "trainer.ckpt_every")
@@ -55,9 +55,11 @@ def _plain(cfg) -> dict:
 
 
 def config_hash(cfg) -> str:
-    """sha256 (16 hex) of the resolved config without results_root, name and progress options."""
+    """sha256 (16 hex) of the resolved config without results_root, name and progress options,
+    plus the task's ``data_version`` (a run trained on data the code no longer generates is stale)."""
     d = copy.deepcopy(_plain(cfg))
     d.pop("derived", None)
+    d["task_data_version"] = task_data_version(str((d.get("task") or {}).get("name")))
     for key in HASH_EXCLUDE:
         *path, last = key.split(".")
         node = d

@@ -28,4 +28,10 @@ def build_task(task_cfg):
         raise ValueError(f"task {name!r}: bad option in {sorted(cfg)}: {e}") from None
 
 
-__all__ = ["IGNORE", "MQAR", "Induction", "Passkey", "SelectiveCopy", "TextTask", "TASK_NAMES", "build_task"]
+def task_data_version(name: str) -> int | None:
+    """The ``data_version`` of a task by name (None for an unknown name)."""
+    cls = TextTask if name == "text" else SYNTHETIC_TASKS.get(name)
+    return None if cls is None else cls.data_version
+
+
+__all__ = ["IGNORE", "MQAR", "Induction", "Passkey", "SelectiveCopy", "TextTask", "TASK_NAMES", "build_task", "task_data_version"]

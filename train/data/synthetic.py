@@ -39,6 +39,9 @@ class SyntheticTask:
     name = "?"
     synthetic = True
     min_seq_len = 1
+    #: bumped whenever the same config would generate different data, so runs trained on the
+    #: old data are not reused (it is part of the trainer's config hash)
+    data_version = 1
 
     def __init__(self, vocab_size: int):
         if not isinstance(vocab_size, int) or vocab_size < 8:
@@ -96,6 +99,7 @@ class MQAR(SyntheticTask):
     """
 
     name = "mqar"
+    data_version = 2  # 2: the answer after a query is no longer an input
 
     def __init__(self, vocab_size: int = 256, num_kv_pairs: int = 8, power_a: float = 0.01, random_filler: bool = False):
         super().__init__(vocab_size)

@@ -67,6 +67,7 @@ class TextTask:
     name = "text"
     synthetic = False
     vocab_size = 256
+    data_version = 1  # see SyntheticTask.data_version
 
     def __init__(self, source: str = "stdlib", max_files: int | None = 400, val_percent: float = 10.0,
                  data_files: Sequence[str] | str | None = None, val_files: Sequence[str] | str | None = None,
