@@ -8,9 +8,10 @@ from .layers import GatedRMSNorm, RMSNorm, SwiGLU
 from .mixer import Mixer
 from .model import LanguageModel, build_language_model
 from .registry import build_mixer, mixer_class, mixer_names, register_mixer
+from .short_conv import ShortConv
 from .state import MixerState
 
 __all__ = [
-    "Block", "GatedRMSNorm", "LanguageModel", "Mixer", "MixerState", "RMSNorm", "SwiGLU",
+    "Block", "GatedRMSNorm", "LanguageModel", "Mixer", "MixerState", "RMSNorm", "ShortConv", "SwiGLU",
     "build_language_model", "build_mixer", "mixer_class", "mixer_names", "register_mixer",
 ]

@@ -7,6 +7,7 @@ from torch import nn
 from .layers import RMSNorm, SwiGLU
 from .mixer import Mixer
 from .registry import build_mixer
+from .short_conv import ShortConv
 from .state import MixerState
 
 
@@ -14,10 +15,12 @@ class Block(nn.Module):
     """x + mixer(norm(x)), then x + mlp(norm(x)). Same prefill/step/init_state as a mixer.
 
     ``mixer`` is a built ``Mixer`` or a registered name (built with ``mixer_kwargs``);
-    ``mlp`` is ``"swiglu"`` or ``None`` (mixer-only block, as in Mamba's original stack).
+    ``mlp`` is ``"swiglu"`` or ``None`` (mixer-only block, as in Mamba's original stack);
+    ``short_conv`` (a kernel size) puts a short causal conv in front of the mixer (``ShortConv``).
     """
 
-    def __init__(self, d_model: int, mixer: Mixer | str, mlp: str | None = "swiglu", mlp_hidden: int | None = None, **mixer_kwargs):
+    def __init__(self, d_model: int, mixer: Mixer | str, mlp: str | None = "swiglu", mlp_hidden: int | None = None,
+                 short_conv: int | None = None, **mixer_kwargs):
         super().__init__()
         if isinstance(mixer, str):
             mixer = build_mixer(mixer, d_model, **mixer_kwargs)
@@ -29,6 +32,8 @@ class Block(nn.Module):
             raise ValueError(f"Block: mixer has d_model={mixer.d_model} but the block has d_model={d_model}")
         if mlp not in ("swiglu", None):
             raise ValueError(f"Block: unknown mlp {mlp!r}; expected 'swiglu' or None")
+        if short_conv is not None:
+            mixer = ShortConv(mixer, short_conv)
         self.d_model = d_model
         self.norm1 = RMSNorm(d_model)
         self.mixer = mixer

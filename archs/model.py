@@ -33,6 +33,7 @@ class LanguageModel(nn.Module):
             (``["mamba", "mamba", "mamba", "attention"]``), cycled to ``n_layers``.
         mixer_kwargs: per-mixer-name constructor kwargs, e.g. ``{"attention": {"n_heads": 4}}``.
         mlp: ``"swiglu"`` or ``None``.
+        short_conv: kernel of a short causal conv in front of every mixer (``ShortConv``); None = none.
         tie_embeddings: share the embedding matrix with the output head.
     """
 
@@ -46,6 +47,7 @@ class LanguageModel(nn.Module):
         mlp: str | None = "swiglu",
         mlp_hidden: int | None = None,
         tie_embeddings: bool = True,
+        short_conv: int | None = None,
     ):
         super().__init__()
         for what, v in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layers", n_layers)):
@@ -59,7 +61,8 @@ class LanguageModel(nn.Module):
         self.vocab_size, self.d_model, self.n_layers = vocab_size, d_model, n_layers
         self.embed = nn.Embedding(vocab_size, d_model)
         self.blocks = nn.ModuleList(
-            Block(d_model, name, mlp=mlp, mlp_hidden=mlp_hidden, **mixer_kwargs.get(name, {})) for name in self.layer_names
+            Block(d_model, name, mlp=mlp, mlp_hidden=mlp_hidden, short_conv=short_conv, **mixer_kwargs.get(name, {}))
+            for name in self.layer_names
         )
         self.norm = RMSNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
@@ -162,8 +165,8 @@ class LanguageModel(nn.Module):
 
 def build_language_model(arch: dict, model: dict, vocab_size: int) -> LanguageModel:
     """Build from config dicts: ``arch`` (configs/arch/*.yaml: layers, mlp, mixer_kwargs) and
-    ``model`` (configs/model/*.yaml: d_model, n_layers, optional mlp_hidden). ``None`` kwargs
-    mean "mixer default"."""
+    ``model`` (configs/model/*.yaml: d_model, n_layers, optional mlp_hidden); ``arch.short_conv``
+    (optional) puts a short conv in front of every mixer. ``None`` kwargs mean "mixer default"."""
     kwargs = {
         name: {k: v for k, v in dict(kw or {}).items() if v is not None}
         for name, kw in dict(arch.get("mixer_kwargs") or {}).items()
@@ -178,4 +181,5 @@ def build_language_model(arch: dict, model: dict, vocab_size: int) -> LanguageMo
         mixer_kwargs=kwargs,
         mlp=arch.get("mlp", "swiglu"),
         mlp_hidden=int(model["mlp_hidden"]) if model.get("mlp_hidden") else None,
+        short_conv=arch.get("short_conv"),
     )

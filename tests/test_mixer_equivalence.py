@@ -4,13 +4,14 @@ declared ``test_variants``. Registering a mixer is all it takes to have it teste
 For random inputs of odd lengths: forward == prefill == token-by-token step == prefill of a
 prefix then of the rest with the carried state (fp32 1e-5 relative, fp64 1e-10); causality;
 finite gradients; bf16 forward; ``state_size`` == numbers actually held in the state.
+Each mixer also runs wrapped in ``ShortConv`` (the Zoology-style conv in front of a mixer).
 """
 from __future__ import annotations
 
 import pytest
 import torch
 
-from archs import build_mixer, mixer_class, mixer_names
+from archs import ShortConv, build_mixer, mixer_class, mixer_names
 from helpers import TOL, assert_rel_close
 
 D = 32
@@ -23,15 +24,21 @@ def _cases():
         yield pytest.param(name, {}, id=name)
         for variant, kw in mixer_class(name).test_variants.items():
             yield pytest.param(name, kw, id=f"{name}-{variant}")
+        yield pytest.param(name, {SHORT_CONV: 3}, id=f"{name}-short_conv3")
 
 
+SHORT_CONV = "__short_conv"  # not a mixer kwarg: wrap the default mixer in ShortConv(conv_size=...)
 CASES = list(_cases())
 
 
 def _build(name, kw, dtype):
     torch.manual_seed(0)
-    m = build_mixer(name, D, **kw).to(dtype).eval()
-    return m
+    kw = dict(kw)
+    conv = kw.pop(SHORT_CONV, None)
+    m = build_mixer(name, D, **kw)
+    if conv is not None:
+        m = ShortConv(m, conv)
+    return m.to(dtype).eval()
 
 
 def _steps(m, x, state):

@@ -1,0 +1,95 @@
+"""ShortConv: a short causal depthwise convolution in front of any mixer.
+
+Zoology (Arora et al. 2023) puts one in front of every sequence mixer it compares; Mamba,
+Mamba-2 and DeltaNet carry one inside. It hands each token a mix of its last few inputs, which
+is the "previous token" feature associative recall needs; without it a model has to learn that
+feature first (see ``arch=attention_conv`` and ``python -m train.mqar_check``). Wrapping makes
+"is it the conv or the mixer?" one setting for every architecture:
+
+    ShortConv(build_mixer("gla", 64), conv_size=4)          # a Mixer like any other
+    Block(64, "gla", short_conv=4)                          # the same, inside a block
+    python -m train arch=gla +arch.short_conv=4             # from a config
+
+State: the conv window (the last ``conv_size - 1`` inputs, (B, D, conv_size - 1)) and the inner
+mixer's state.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from .mixer import Mixer
+from .ops.conv1d import causal_conv1d, causal_conv1d_step
+from .state import MixerState
+
+
+@dataclasses.dataclass
+class ShortConvState(MixerState):
+    conv: torch.Tensor  # (B, D, conv_size - 1) the last inputs
+    inner: MixerState  # the wrapped mixer's state
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.conv, *self.inner.tensors()]
+
+    def numel_per_sequence(self) -> int:
+        return self.conv[0].numel() + self.inner.numel_per_sequence()
+
+    def nbytes_per_sequence(self) -> int:
+        return self.conv[0].numel() * self.conv.element_size() + self.inner.nbytes_per_sequence()
+
+
+class ShortConv(Mixer):
+    """y = mixer(conv(x)) with a causal depthwise conv of kernel ``conv_size`` over the D channels.
+
+    The conv starts near the identity (weight 1 on the current token, small noise elsewhere), so a
+    wrapped model starts as the plain one and learns how much of the past tokens to mix in.
+    """
+
+    def __init__(self, mixer: Mixer, conv_size: int = 4):
+        if not isinstance(mixer, Mixer):
+            raise TypeError(f"ShortConv: mixer must be a Mixer, got {type(mixer).__name__}")
+        if not isinstance(conv_size, int) or isinstance(conv_size, bool) or conv_size < 2:
+            raise ValueError(f"ShortConv: conv_size must be an int >= 2, got {conv_size!r}")
+        super().__init__(mixer.d_model)
+        self.mixer, self.conv_size = mixer, conv_size
+        self.name = f"{mixer.name}+short_conv"
+        if getattr(mixer, "max_seq_len", None) is not None:  # the trainer checks it before training
+            self.max_seq_len = mixer.max_seq_len
+        weight = torch.empty(mixer.d_model, conv_size).uniform_(-0.1, 0.1)
+        weight[:, -1] += 1.0
+        self.conv_weight = nn.Parameter(weight)  # (D, W)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, conv_size={self.conv_size}"
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, L, D)
+        return causal_conv1d(x.transpose(1, 2), self.conv_weight).transpose(1, 2).contiguous()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mixer(self._conv(x))
+
+    def _prefill(self, x: torch.Tensor, state: ShortConvState):
+        xc, conv = causal_conv1d(x.transpose(1, 2), self.conv_weight, initial_states=state.conv, return_final_states=True)
+        state.conv = conv.to(state.conv.dtype)
+        y, state.inner = self.mixer.prefill(xc.transpose(1, 2).contiguous(), state.inner)
+        return y, state
+
+    def _step(self, x_t: torch.Tensor, state: ShortConvState):
+        xc = causal_conv1d_step(x_t, state.conv, self.conv_weight)  # (B, D); window updated in place
+        y, state.inner = self.mixer.step(xc, state.inner)
+        return y, state
+
+    def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> ShortConvState:
+        device, dtype = self._state_defaults(device, dtype)
+        return ShortConvState(
+            conv=torch.zeros(batch_size, self.d_model, self.conv_size - 1, device=device, dtype=dtype),
+            inner=self.mixer.init_state(batch_size, device=device, dtype=dtype, max_seq_len=max_seq_len),
+        )
+
+    def state_size(self, seq_len: int) -> int:
+        return self.d_model * (self.conv_size - 1) + self.mixer.state_size(seq_len)
+
+    def flops_per_token(self, seq_len: int) -> float:
+        return 2.0 * self.d_model * self.conv_size + self.mixer.flops_per_token(seq_len)
