@@ -2,6 +2,7 @@
 
     python -m train.mqar_check                    # 60 s of attention training; every mixer + attention_conv
     python -m train.mqar_check --seconds 120 --archs attention,attention_conv,gla,mamba
+    python -m train.mqar_check --short-conv 4     # every arch with a short conv in front (Zoology's setting)
 
 Setting: MQAR (Zoology), sequence 128, 8 key-value pairs, d_model 64, 2 layers. The FLOP
 budget is calibrated once: attention's training FLOPs per CPU-second on this machine (a few
@@ -30,16 +31,21 @@ from .module import LMModule, masked_accuracy_counts, masked_lm_loss
 def overrides(arch: str, args) -> list[str]:
     return [
         f"arch={arch}", "task=mqar", "task.num_kv_pairs=8", "task.seq_len=128", "model.d_model=64", "model.n_layers=2",
-        f"batch_size={args.batch_size}", f"lr={args.lr}", f"results_root={args.results_root}", f"name={arch}",
+        f"batch_size={args.batch_size}", f"lr={args.lr}", f"results_root={args.results_root}", f"name={run_name(arch, args)}",
         "log_every=25", "val_every=100", "val_batches=8", "warmup_frac=0.05", "trainer.progress_bar=false",
-        f"seed={args.seed}",
+        f"seed={args.seed}", f"arch.short_conv={args.short_conv or 'null'}",
     ]
+
+
+def run_name(arch: str, args) -> str:
+    return f"{arch}-short_conv{args.short_conv}" if args.short_conv else arch
 
 
 def calibrate_flops_per_s(args, steps: int = 6) -> float:
     """Attention's training FLOPs per CPU-second here (process CPU time over all threads, so a
     shared, busy machine is not penalised for time it waits): a few optimizer steps after a warm-up."""
-    plan = plan_run(compose_config(overrides("attention", args) + ["budget.max_steps=1"]))
+    plain = [o for o in overrides("attention", args) if not o.startswith("arch.short_conv")]  # the budget is plain attention's
+    plan = plan_run(compose_config(plain + ["budget.max_steps=1"]))
     model, task = plan["model"], plan["task"]
     lit = LMModule(model, lr=args.lr)
     opt = lit.configure_optimizers()["optimizer"]
@@ -76,6 +82,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (one keeps timings steady)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--short-conv", type=int, default=None, help="put a short conv of this kernel in front of every mixer")
     p.add_argument("--lengths", default="128,256,512", help="evaluation lengths")
     p.add_argument("--results-root", default="runs/mqar_check")
     args = p.parse_args(argv)
@@ -83,7 +90,8 @@ def main(argv=None) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     flops = args.flops or calibrate_flops_per_s(args) * args.seconds
-    print(f"# MQAR seq 128, 8 kv pairs, d_model 64, 2 layers, batch {args.batch_size}, lr {args.lr}, {torch.get_num_threads()} thread(s); "
+    conv = f", short conv {args.short_conv} in front of every mixer" if args.short_conv else ""
+    print(f"# MQAR seq 128, 8 kv pairs, d_model 64, 2 layers, batch {args.batch_size}, lr {args.lr}, {torch.get_num_threads()} thread(s){conv}; "
           f"budget {flops:.3g} training FLOPs ({'given' if args.flops else f'{args.seconds:g} CPU-s of attention here'})")
     lengths = [int(x) for x in args.lengths.split(",")]
     rows = []
@@ -94,7 +102,7 @@ def main(argv=None) -> list[dict]:
         except Exception as e:  # keep going: one broken arch should not hide the others
             print(f"{arch}: failed: {type(e).__name__}: {e}")
             continue
-        model, cfg, _ = load_run(Path(args.results_root) / arch)
+        model, cfg, _ = load_run(Path(args.results_root) / run_name(arch, args))
         task = build_task(cfg.task)
         row = {"arch": arch, "params": s["params"], "steps": s["steps"], "train_flops": s["train_flops"],
                "train_s": round(s["wall_time_s"], 1), "val_loss": round(s["val_loss"], 3)}
