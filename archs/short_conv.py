@@ -25,6 +25,15 @@ from .ops.conv1d import causal_conv1d, causal_conv1d_step
 from .state import MixerState
 
 
+def near_identity_conv_weight(channels: int, conv_size: int, noise: float = 0.1) -> torch.Tensor:
+    """(channels, conv_size) depthwise conv weight: 1 on the current token plus uniform noise in
+    [-noise, noise] everywhere, so a model with the conv starts close to the one without it and
+    every tap gets a gradient."""
+    weight = torch.empty(channels, conv_size).uniform_(-noise, noise)
+    weight[:, -1] += 1.0
+    return weight
+
+
 @dataclasses.dataclass
 class ShortConvState(MixerState):
     conv: torch.Tensor  # (B, D, conv_size - 1) the last inputs
@@ -57,9 +66,7 @@ class ShortConv(Mixer):
         self.name = f"{mixer.name}+short_conv"
         if getattr(mixer, "max_seq_len", None) is not None:  # the trainer checks it before training
             self.max_seq_len = mixer.max_seq_len
-        weight = torch.empty(mixer.d_model, conv_size).uniform_(-0.1, 0.1)
-        weight[:, -1] += 1.0
-        self.conv_weight = nn.Parameter(weight)  # (D, W)
+        self.conv_weight = nn.Parameter(near_identity_conv_weight(mixer.d_model, conv_size))  # (D, W)
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, conv_size={self.conv_size}"

@@ -24,6 +24,7 @@ from ..mixer import Mixer, check_divisible
 from ..ops.conv1d import causal_conv1d, causal_conv1d_step
 from ..registry import register_mixer
 from ..rope import Rotary
+from ..short_conv import near_identity_conv_weight
 from ..state import MixerState
 
 
@@ -121,11 +122,8 @@ class Attention(Mixer):
         self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=bias)
         self.rotary = Rotary(self.head_dim, rope_base)
         if conv_size is not None:
-            # one depthwise conv over the concatenated q, k, v channels; starts as the identity
-            # (weight 1 on the current token) plus small noise, so a conv model begins as the plain one
-            weight = torch.empty(self._qkv_width(), conv_size).uniform_(-0.1, 0.1)
-            weight[:, -1] += 1.0
-            self.conv_weight = nn.Parameter(weight)
+            # one depthwise conv over the concatenated q, k, v channels, starting near the identity
+            self.conv_weight = nn.Parameter(near_identity_conv_weight(self._qkv_width(), conv_size))
 
     def _qkv_width(self) -> int:
         return (self.n_heads + 2 * self.n_kv_heads) * self.head_dim
