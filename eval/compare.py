@@ -48,9 +48,11 @@ def _hash(obj) -> str:
 
 
 def train_overrides(c: DictConfig, arch: str, task: str, runs_root: Path) -> list[str]:
-    """Trainer overrides for one run: the preset's common ones, its per-task ones, then arch/task/name/root."""
+    """Trainer overrides for one run: the preset's common ones, its per-task ones, the user's extra
+    ones (``compare.train.extra_overrides``, e.g. ``[arch.short_conv=4]``), then arch/task/name/root."""
     per_task = _plain(c.train.get("task_overrides", {}) or {}).get(task, []) or []
-    return [*(_plain(c.train.get("overrides", [])) or []), *per_task,
+    extra = _plain(c.train.get("extra_overrides", [])) or []
+    return [*(_plain(c.train.get("overrides", [])) or []), *per_task, *extra,
             f"arch={arch}", f"task={task}", f"name={task}-{arch}", f"results_root={runs_root}"]
 
 

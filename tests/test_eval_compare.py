@@ -128,6 +128,18 @@ def test_presets_compose():
     assert max(long.compare.throughput.contexts) >= 65536
 
 
+def test_extra_overrides_reach_every_run(tmp_path):
+    from eval.compare import train_overrides
+    from train.api import compose_config, plan_run
+
+    c = compose("eval/compare", ["compare=tiny", "compare.train.extra_overrides=[\"arch.short_conv=4\"]"]).compare
+    ov = train_overrides(c, "gla", "mqar", tmp_path)
+    assert "arch.short_conv=4" in ov and "arch=gla" in ov
+    model = plan_run(compose_config(ov))["model"]
+    assert all(b.mixer.name == "gla+short_conv" for b in model.blocks)
+    assert "arch.short_conv=4" not in train_overrides(compose("eval/compare", ["compare=tiny"]).compare, "gla", "mqar", tmp_path)
+
+
 def test_resolve_archs_expands_all_inside_a_list():
     assert resolve_archs("all") == mixer_names()
     assert resolve_archs(["attention_conv", "all", "attention"]) == ["attention_conv"] + mixer_names()
