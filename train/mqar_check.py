@@ -3,6 +3,7 @@
     python -m train.mqar_check                    # 60 s of attention training; every mixer + attention_conv
     python -m train.mqar_check --seconds 120 --archs attention,attention_conv,gla,mamba
     python -m train.mqar_check --short-conv 4     # every arch with a short conv in front (Zoology's setting)
+    python -m train.mqar_check --archs attention_conv,deltanet --seeds 0,1,2   # mean and range over seeds
 
 Setting: MQAR (Zoology), sequence 128, 8 key-value pairs, d_model 64, 2 layers. The FLOP
 budget is calibrated once: attention's training FLOPs per CPU-second on this machine (a few
@@ -28,23 +29,23 @@ from .data.datamodule import train_batch
 from .module import LMModule, masked_accuracy_counts, masked_lm_loss
 
 
-def overrides(arch: str, args) -> list[str]:
+def overrides(arch: str, args, seed: int = 0) -> list[str]:
     return [
         f"arch={arch}", "task=mqar", "task.num_kv_pairs=8", "task.seq_len=128", "model.d_model=64", "model.n_layers=2",
-        f"batch_size={args.batch_size}", f"lr={args.lr}", f"results_root={args.results_root}", f"name={run_name(arch, args)}",
+        f"batch_size={args.batch_size}", f"lr={args.lr}", f"results_root={args.results_root}", f"name={run_name(arch, args, seed)}",
         "log_every=25", "val_every=100", "val_batches=8", "warmup_frac=0.05", "trainer.progress_bar=false",
-        f"seed={args.seed}", f"arch.short_conv={args.short_conv or 'null'}",
+        f"seed={seed}", f"arch.short_conv={args.short_conv or 'null'}",
     ]
 
 
-def run_name(arch: str, args) -> str:
-    return f"{arch}-short_conv{args.short_conv}" if args.short_conv else arch
+def run_name(arch: str, args, seed: int = 0) -> str:
+    return arch + (f"-short_conv{args.short_conv}" if args.short_conv else "") + (f"-seed{seed}" if seed else "")
 
 
 def calibrate_flops_per_s(args, steps: int = 6) -> float:
     """Attention's training FLOPs per CPU-second here (process CPU time over all threads, so a
     shared, busy machine is not penalised for time it waits): a few optimizer steps after a warm-up."""
-    plain = [o for o in overrides("attention", args) if not o.startswith("arch.short_conv")]  # the budget is plain attention's
+    plain = [o for o in overrides("attention", args, int(args.seeds.split(",")[0])) if not o.startswith("arch.short_conv")]  # the budget is plain attention's
     plan = plan_run(compose_config(plain + ["budget.max_steps=1"]))
     model, task = plan["model"], plan["task"]
     lit = LMModule(model, lr=args.lr)
@@ -72,6 +73,19 @@ def accuracy(model, task, seq_len: int, n: int = 256, seed: int = 12345) -> floa
     return correct / max(scored, 1)
 
 
+def summarize(arch: str, params: int, runs: list[dict], lengths: list[int]) -> dict:
+    """One row per arch: means over seeds (steps, FLOPs, time, loss, accuracies) and, with more
+    than one seed, the range of the training-length accuracy."""
+    mean = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
+    row = {"arch": arch, "params": params, "seeds": len(runs), "steps": round(mean["steps"]),
+           "train_flops": mean["train_flops"], "train_s": round(mean["train_s"], 1), "val_loss": round(mean["val_loss"], 3)}
+    row.update({f"acc@{L}": round(mean[f"acc@{L}"], 3) for L in lengths})
+    if len(runs) > 1:
+        accs = [r[f"acc@{lengths[0]}"] for r in runs]
+        row[f"acc@{lengths[0]} range"] = f"{min(accs):.3f}-{max(accs):.3f}"
+    return row
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=60.0, help="attention's training CPU-seconds; sets the FLOP budget")
@@ -81,12 +95,13 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--batch-size", type=int, default=8, help="small batches: more steps per CPU-second, which recall needs")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (one keeps timings steady)")
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (init and data); rows give the mean and the range")
     p.add_argument("--short-conv", type=int, default=None, help="put a short conv of this kernel in front of every mixer")
     p.add_argument("--lengths", default="128,256,512", help="evaluation lengths")
     p.add_argument("--results-root", default="runs/mqar_check")
     args = p.parse_args(argv)
     archs = resolve_archs(args.archs.split(","))
+    seeds = [int(x) for x in args.seeds.split(",")]
     if args.threads:
         torch.set_num_threads(args.threads)
     flops = args.flops or calibrate_flops_per_s(args) * args.seconds
@@ -96,20 +111,25 @@ def main(argv=None) -> list[dict]:
     lengths = [int(x) for x in args.lengths.split(",")]
     rows = []
     for arch in archs:
-        t0 = time.time()
-        try:
-            s = train_run(compose_config(overrides(arch, args) + [f"budget.flops={flops}"]))
-        except Exception as e:  # keep going: one broken arch should not hide the others
-            print(f"{arch}: failed: {type(e).__name__}: {e}")
-            continue
-        model, cfg, _ = load_run(Path(args.results_root) / run_name(arch, args))
-        task = build_task(cfg.task)
-        row = {"arch": arch, "params": s["params"], "steps": s["steps"], "train_flops": s["train_flops"],
-               "train_s": round(s["wall_time_s"], 1), "val_loss": round(s["val_loss"], 3)}
-        for L in lengths:
-            row[f"acc@{L}"] = round(accuracy(model, task, L), 3)
-        rows.append(row)
-        print(" ".join(f"{k}={v}" for k, v in row.items()), f"(total {time.time() - t0:.0f} s)", flush=True)
+        runs = []
+        for seed in seeds:
+            t0 = time.time()
+            try:
+                summary = train_run(compose_config(overrides(arch, args, seed) + [f"budget.flops={flops}"]))
+            except Exception as e:  # keep going: one broken arch should not hide the others
+                print(f"{arch} seed {seed}: failed: {type(e).__name__}: {e}")
+                continue
+            model, cfg, _ = load_run(Path(args.results_root) / run_name(arch, args, seed))
+            task = build_task(cfg.task)
+            params = summary["params"]
+            run = {"steps": summary["steps"], "train_flops": summary["train_flops"], "train_s": summary["wall_time_s"],
+                   "val_loss": summary["val_loss"],
+                   **{f"acc@{L}": accuracy(model, task, L) for L in lengths}}
+            runs.append(run)
+            print(f"arch={arch} seed={seed} params={params} " + " ".join(f"{k}={v:.4g}" for k, v in run.items()),
+                  f"(total {time.time() - t0:.0f} s)", flush=True)
+        if runs:
+            rows.append(summarize(arch, params, runs, lengths))
     if rows:
         keys = list(rows[0])
         print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
