@@ -8,7 +8,7 @@ feature first (see ``arch=attention_conv`` and ``python -m train.mqar_check``). 
 
     ShortConv(build_mixer("gla", 64), conv_size=4)          # a Mixer like any other
     Block(64, "gla", short_conv=4)                          # the same, inside a block
-    python -m train arch=gla +arch.short_conv=4             # from a config
+    python -m train arch=gla arch.short_conv=4              # from a config
 
 State: the conv window (the last ``conv_size - 1`` inputs, (B, D, conv_size - 1)) and the inner
 mixer's state.
@@ -32,6 +32,24 @@ def near_identity_conv_weight(channels: int, conv_size: int, noise: float = 0.1)
     weight = torch.empty(channels, conv_size).uniform_(-noise, noise)
     weight[:, -1] += 1.0
     return weight
+
+
+def causal_conv_tokens(x: torch.Tensor, weight: torch.Tensor, window: torch.Tensor | None = None):
+    """Causal depthwise conv over token rows: x (B, L, C), weight (C, W) -> (y (B, L, C), window).
+
+    Without ``window`` the sequence starts at position 0 and the returned window is None. With
+    ``window`` (B, C, W-1), the last inputs before x, the conv continues from it and returns the
+    new window (one token: ``window`` is updated in place). y is contiguous: SDPA and the scans
+    run several times slower on the strided view the transposes would leave.
+    """
+    if window is None:
+        y = causal_conv1d(x.transpose(1, 2), weight)  # (B, C, L)
+    elif x.shape[1] == 1:  # decode
+        y = causal_conv1d_step(x[:, 0], window, weight)[:, :, None]  # (B, C, 1)
+    else:
+        y, new = causal_conv1d(x.transpose(1, 2), weight, initial_states=window, return_final_states=True)
+        window = new.to(window.dtype)
+    return y.transpose(1, 2).contiguous(), window
 
 
 @dataclasses.dataclass
@@ -71,21 +89,17 @@ class ShortConv(Mixer):
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, conv_size={self.conv_size}"
 
-    def _conv(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, L, D)
-        return causal_conv1d(x.transpose(1, 2), self.conv_weight).transpose(1, 2).contiguous()
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mixer(self._conv(x))
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D)
+        return self.mixer(causal_conv_tokens(x, self.conv_weight)[0])
 
     def _prefill(self, x: torch.Tensor, state: ShortConvState):
-        xc, conv = causal_conv1d(x.transpose(1, 2), self.conv_weight, initial_states=state.conv, return_final_states=True)
-        state.conv = conv.to(state.conv.dtype)
-        y, state.inner = self.mixer.prefill(xc.transpose(1, 2).contiguous(), state.inner)
+        xc, state.conv = causal_conv_tokens(x, self.conv_weight, state.conv)
+        y, state.inner = self.mixer.prefill(xc, state.inner)
         return y, state
 
-    def _step(self, x_t: torch.Tensor, state: ShortConvState):
-        xc = causal_conv1d_step(x_t, state.conv, self.conv_weight)  # (B, D); window updated in place
-        y, state.inner = self.mixer.step(xc, state.inner)
+    def _step(self, x_t: torch.Tensor, state: ShortConvState):  # (B, D)
+        xc, state.conv = causal_conv_tokens(x_t[:, None], self.conv_weight, state.conv)
+        y, state.inner = self.mixer.step(xc[:, 0], state.inner)
         return y, state
 
     def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> ShortConvState:

@@ -42,10 +42,10 @@ def run_name(arch: str, args, seed: int = 0) -> str:
     return arch + (f"-short_conv{args.short_conv}" if args.short_conv else "") + (f"-seed{seed}" if seed else "")
 
 
-def calibrate_flops_per_s(args, steps: int = 6) -> float:
+def calibrate_flops_per_s(args, seed: int, steps: int = 6) -> float:
     """Attention's training FLOPs per CPU-second here (process CPU time over all threads, so a
     shared, busy machine is not penalised for time it waits): a few optimizer steps after a warm-up."""
-    plain = [o for o in overrides("attention", args, int(args.seeds.split(",")[0])) if not o.startswith("arch.short_conv")]  # the budget is plain attention's
+    plain = [o for o in overrides("attention", args, seed) if not o.startswith("arch.short_conv")]  # the budget is plain attention's
     plan = plan_run(compose_config(plain + ["budget.max_steps=1"]))
     model, task = plan["model"], plan["task"]
     lit = LMModule(model, lr=args.lr)
@@ -104,7 +104,7 @@ def main(argv=None) -> list[dict]:
     seeds = [int(x) for x in args.seeds.split(",")]
     if args.threads:
         torch.set_num_threads(args.threads)
-    flops = args.flops or calibrate_flops_per_s(args) * args.seconds
+    flops = args.flops or calibrate_flops_per_s(args, seeds[0]) * args.seconds
     conv = f", short conv {args.short_conv} in front of every mixer" if args.short_conv else ""
     print(f"# MQAR seq 128, 8 kv pairs, d_model 64, 2 layers, batch {args.batch_size}, lr {args.lr}, {torch.get_num_threads()} thread(s){conv}; "
           f"budget {flops:.3g} training FLOPs ({'given' if args.flops else f'{args.seconds:g} CPU-s of attention here'})")

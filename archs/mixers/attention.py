@@ -21,10 +21,9 @@ from einops import rearrange
 from torch import nn
 
 from ..mixer import Mixer, check_divisible
-from ..ops.conv1d import causal_conv1d, causal_conv1d_step
 from ..registry import register_mixer
 from ..rope import Rotary
-from ..short_conv import near_identity_conv_weight
+from ..short_conv import causal_conv_tokens, near_identity_conv_weight
 from ..state import MixerState
 
 
@@ -139,15 +138,9 @@ class Attention(Mixer):
         q, kv = self.q_proj(x), self.kv_proj(x)
         if self.conv_size is None:
             return q, kv
-        qkv = torch.cat([q, kv], dim=-1).transpose(1, 2)  # (B, C, L), C = (H + 2 Hkv) Dh
-        if state is None:
-            qkv = causal_conv1d(qkv, self.conv_weight)
-        elif x.shape[1] == 1:  # decode: update the window in place
-            qkv = causal_conv1d_step(qkv[:, :, 0], state.conv, self.conv_weight)[:, :, None]
-        else:
-            qkv, conv = causal_conv1d(qkv, self.conv_weight, initial_states=state.conv, return_final_states=True)
-            state.conv = conv.to(state.conv.dtype)
-        qkv = qkv.transpose(1, 2).contiguous()  # (B, L, C) rows: SDPA is 3x slower on a strided v
+        qkv, window = causal_conv_tokens(torch.cat([q, kv], dim=-1), self.conv_weight, None if state is None else state.conv)
+        if state is not None:
+            state.conv = window
         return qkv.split([q.shape[-1], kv.shape[-1]], dim=-1)
 
     def _qkv(self, x: torch.Tensor, start: int, state: KVCache | None = None):
