@@ -81,6 +81,12 @@ class Mixer(nn.Module):
         """Analytic forward FLOPs per token (multiply-add = 2), averaged over ``seq_len`` positions."""
         raise NotImplementedError
 
+    def no_weight_decay(self) -> set[str]:
+        """Names (as in ``self.named_parameters()``) of parameters the optimizer must not decay:
+        A_log, D, dt_bias, decay and bonus parameters, norm weights. Default: every parameter
+        marked ``p._no_weight_decay = True`` (mamba_ssm's convention); mixers mark or override."""
+        return {n for n, p in self.named_parameters() if getattr(p, "_no_weight_decay", False)}
+
     # ---- helpers -------------------------------------------------------------------------
     def _state_defaults(self, device, dtype):
         p = next(self.parameters(), None)
