@@ -46,7 +46,7 @@ def test_gradients_through_carried_state(name):
 @pytest.mark.parametrize("name,expected", [
     ("hgrn2", {"lower_bound_logit", "norm.weight"}),
     ("mlstm", {"norm.weight", "igate_preact.bias", "fgate_preact.bias"}),
-    ("fox", set()),
+    ("fox", {"fgate_proj.bias"}),
     ("based", set()),
 ])
 def test_no_weight_decay(name, expected):

@@ -102,6 +102,7 @@ class Fox(Attention):
             raise ValueError(f"fox: block_size must be a positive int, got {block_size!r}")
         self.use_rope, self.block_size = bool(rope), block_size
         self.fgate_proj = nn.Linear(d_model, self.n_heads, bias=True)
+        self.fgate_proj.bias._no_weight_decay = True  # sets the default forgetting rate: a decay parameter
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", rope={self.use_rope}"
