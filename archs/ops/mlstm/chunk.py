@@ -17,7 +17,7 @@ import torch
 from einops import rearrange
 
 from ..gla._common import check_chunk_size, n_chunks, pad_time
-from ._check import check_mlstm, compute_dtype, default_scale
+from .check import check_mlstm, compute_dtype, default_scale
 
 
 def _carry(dC, dn, m_loc, b_last, state):

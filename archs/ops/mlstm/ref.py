@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ._check import check_mlstm, compute_dtype, default_scale
+from .check import check_mlstm, compute_dtype, default_scale
 
 
 def mlstm_step(q, k, v, i, log_f, state, scale, eps):
