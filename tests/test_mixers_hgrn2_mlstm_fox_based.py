@@ -113,3 +113,19 @@ def test_bad_arguments_raise_clear_errors():
         build_mixer("based", D, feature_dim=0)
     with pytest.raises(ValueError, match="fox: block_size must be a positive int, got 0"):
         build_mixer("fox", D, block_size=0)
+
+
+def test_fox_cache_grows_past_its_capacity():
+    """Decoding past the initial cache capacity (256 slots) grows keys, values and log-forget together."""
+    m = _build("fox", n_heads=2, block_size=64).eval()
+    x = torch.randn(1, 300, D, dtype=torch.float64)
+    with torch.no_grad():
+        y = m(x)
+        ya, st = m.prefill(x[:, :250])
+        ys = [ya]
+        for t in range(250, 300):
+            y_t, st = m.step(x[:, t], st)
+            ys.append(y_t[:, None])
+    assert st.k.shape[2] >= 300 and st.logf.shape[2] == st.k.shape[2] and st.length == 300
+    assert st.numel_per_sequence() == m.state_size(300)
+    assert_rel_close(torch.cat(ys, 1), y, 1e-10, "fox decode past the initial capacity")
