@@ -111,6 +111,9 @@ def test_bad_arguments_raise_clear_errors():
         build_mixer("mlstm", D, n_heads=3)
     with pytest.raises(ValueError, match="based: feature_dim must be a positive int, got 0"):
         build_mixer("based", D, feature_dim=0)
+    for name in ("hgrn2", "based", "mlstm"):
+        with pytest.raises(ValueError, match=f"{name}: chunk_size must be a positive int, got -4"):
+            build_mixer(name, D, chunk_size=-4)
     with pytest.raises(ValueError, match="fox: block_size must be a positive int, got 0"):
         build_mixer("fox", D, block_size=0)
 

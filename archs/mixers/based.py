@@ -62,6 +62,8 @@ class Based(Mixer):
             raise ValueError(f"based: feature_dim must be a positive int, got {feature_dim!r}")
         if not isinstance(eps, (int, float)) or eps < 0:
             raise ValueError(f"based: eps must be a non-negative number, got {eps!r}")
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"based: chunk_size must be a positive int, got {chunk_size!r}")
         self.n_heads, self.feature_dim, self.eps, self.chunk_size = n_heads, feature_dim, float(eps), chunk_size
         self.head_v = d_model // n_heads
         self.expanded_dim = 1 + feature_dim + feature_dim ** 2

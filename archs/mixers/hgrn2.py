@@ -59,6 +59,8 @@ class HGRN2(Mixer):
             raise ValueError(f"hgrn2: expand_ratio must be a positive int, got {expand_ratio!r}")
         if not isinstance(lower_bound, (int, float)) or not 0.0 < lower_bound < 1.0:
             raise ValueError(f"hgrn2: lower_bound must be a number in (0, 1), got {lower_bound!r}")
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"hgrn2: chunk_size must be a positive int, got {chunk_size!r}")
         self.n_heads, self.head_k, self.head_v, self.chunk_size = n_heads, expand_ratio, d_model // n_heads, chunk_size
         k_dim = n_heads * expand_ratio
         self.q_proj = nn.Linear(d_model, k_dim, bias=False)
