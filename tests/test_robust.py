@@ -312,3 +312,25 @@ def test_eval_cli_rejects_wait_for_other_commands(capsys):
     from eval.__main__ import main
 
     assert main(["ops", "--wait"]) == 2 and "--wait only applies to compare" in capsys.readouterr().err
+
+
+def test_signal_handlers_defer_inside_training_and_raise_outside():
+    from train import signals
+
+    with signals.deferred_signals() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert stop.signum == signal.SIGTERM  # only noted: the checkpoint callback acts on it
+    with pytest.raises(signals.RunInterrupted) as e:
+        with signals.raising_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    assert e.value.exit_code == 143 and "SIGTERM" in str(e.value)
+    with pytest.raises(signals.RunInterrupted, match="twice") as e:
+        with signals.deferred_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert e.value.exit_code == 130
+    assert signal.getsignal(signal.SIGTERM) is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -62,12 +62,12 @@ def _handlers(handler) -> Iterator[None]:
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[StopRequest]:
     """Within: SIGTERM/SIGINT set ``requested.signum`` (cleared on entry); a second SIGINT raises
-    KeyboardInterrupt at once (the user insists)."""
+    ``RunInterrupted`` at once, without waiting for the checkpoint (the user insists)."""
     requested.signum = None
 
     def handler(signum, frame):
         if requested.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            raise RunInterrupted(signum, "interrupted twice by SIGINT: stopped at once (the last periodic checkpoint is kept)")
         requested.signum = signum
 
     with _handlers(handler):
