@@ -334,3 +334,20 @@ def test_signal_handlers_defer_inside_training_and_raise_outside():
             time.sleep(1)
     assert e.value.exit_code == 130
     assert signal.getsignal(signal.SIGTERM) is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_mixed_folder_never_resumes_another_configs_checkpoint(tmp_path, reference):
+    """Issue 15 #1's aftermath: config.yaml of run B next to run A's checkpoint (no summary)."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from train import plan_run
+
+    root, ref = reference
+    shutil.copytree(root / "ref", tmp_path / "ref")
+    (tmp_path / "ref" / "summary.json").unlink()
+    cfg_b = tiny_cfg(tmp_path, "name=ref", "lr=0.02")
+    OmegaConf.save(OmegaConf.create(plan_run(cfg_b)["cfg"]), tmp_path / "ref" / "config.yaml")
+    s = train_run(cfg_b)
+    assert not s["resumed"] and s["lr"] == 0.02 and s["config_hash"] != ref["config_hash"]
