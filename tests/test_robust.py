@@ -33,10 +33,13 @@ ENV = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
 
 def _holder(folder, hold_s: float = 60.0) -> subprocess.Popen:
     """A real second process that takes ``folder``'s lock, says so, and holds it for ``hold_s``."""
+    # train/lock.py loaded on its own (it imports only the standard library): no torch import, a fast start
     code = textwrap.dedent(f"""
-        import sys, time
-        from train.lock import FolderLock
-        lock = FolderLock({str(folder)!r}).acquire()
+        import importlib.util, sys, time
+        spec = importlib.util.spec_from_file_location("lock", {str(REPO / "train" / "lock.py")!r})
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        lock = mod.FolderLock({str(folder)!r}).acquire()
         print("locked", flush=True)
         time.sleep({hold_s})
         lock.release()
