@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shutil
+import signal as _signal
 import sys
 import time
 import warnings
@@ -166,7 +167,7 @@ def _train_locked(plan: dict, rdir: Path) -> dict:
         try:
             trainer.fit(lit, datamodule=dm, ckpt_path=str(ckpt) if resume else None)
         except SIGTERMException:  # Lightning's own SIGTERM stop, after our callback saved the checkpoint
-            stop.signum = stop.signum or 15
+            stop.signum = stop.signum or int(_signal.SIGTERM)
     interrupted = stop.signum
     if not trainer.is_global_zero:
         if interrupted:
@@ -202,8 +203,6 @@ def _train_locked(plan: dict, rdir: Path) -> dict:
         "run_dir": str(rdir),
     }
     if interrupted:
-        import signal as _signal
-
         summary["interrupted"] = _signal.Signals(interrupted).name
     write_text(rdir / "summary.json", json.dumps(summary, indent=2))
     if interrupted:
