@@ -1,6 +1,7 @@
 """LanguageModel: embedding -> blocks (one mixer name, or a repeating hybrid pattern) -> norm -> tied head."""
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -122,6 +123,9 @@ class LanguageModel(nn.Module):
         ``temperature=0`` is greedy; ``top_k`` keeps the k most likely tokens before sampling.
         """
         self._check_tokens(prompt, 2, "generate")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
+            raise ValueError(f"LanguageModel.generate: max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        max_new_tokens = int(max_new_tokens)
         if prompt.shape[1] == 0:
             raise ValueError("LanguageModel.generate needs a prompt of at least one token, got length 0")
         if temperature < 0:

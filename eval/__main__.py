@@ -8,6 +8,10 @@ Commands (each composes ``configs/eval/<command>.yaml`` with Hydra overrides):
     python -m eval throughput model=small contexts=[1024,4096] batch_size=4
     python -m eval quality run=results/quick/runs/mqar-mamba
     python -m eval ops quick=true                 # every eval/bench/*.py benchmark
+
+``compare --wait`` (= ``lock_wait=true``) waits for another compare writing the same folder.
+Exit status: 0 ok; 1 some arch failed; 2 bad arguments; 3 the compare folder is in use;
+143 / 130 stopped by SIGTERM / SIGINT (rerun the same command to resume).
 """
 from __future__ import annotations
 
@@ -88,13 +92,35 @@ def cmd_ops(cfg) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from train.lock import FolderLockedError
+    from train.signals import RunInterrupted, raising_signals
+
+    try:
+        with raising_signals():
+            return _main(argv)
+    except RunInterrupted as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return e.exit_code
+    except FolderLockedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError) as e:  # a bad setting (e.g. compare.name): one clear line
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [("lock_wait=true" if a == "--wait" else a) for a in argv]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if argv else 2
     cmd, overrides = argv[0], argv[1:]
     if cmd not in COMMANDS:
         print(f"unknown command {cmd!r}; expected one of: {', '.join(COMMANDS)}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    if cmd != "compare" and "lock_wait=true" in argv:
+        print(f"{cmd}: --wait only applies to compare", file=sys.stderr)
         return 2
     bad = [o for o in overrides if "=" not in o]
     if bad:

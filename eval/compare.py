@@ -85,8 +85,10 @@ class Compare:
     def __init__(self, cfg: DictConfig, progress: bool = True):
         self.cfg = cfg
         self.c = cfg.compare
-        self.name = str(self.c.name)
-        self.out = Path(str(cfg.results_root)).expanduser() / self.name
+        from train.config import confined
+
+        self.out = confined(str(cfg.results_root), self.c.name, "compare.name")  # one folder name under results_root
+        self.name = self.out.name
         self.runs_root = self.out / "runs"
         self.archs = resolve_archs(self.c.archs)
         self.tasks = [str(t) for t in self.c.tasks]
@@ -116,6 +118,12 @@ class Compare:
             torch.set_num_threads(threads)
 
     def _run(self, tqdm) -> dict:
+        from train.lock import FolderLock
+
+        with FolderLock(self.out, wait=self.cfg.get("lock_wait", False), what="compare folder"):  # one compare per folder
+            return self._run_locked(tqdm)
+
+    def _run_locked(self, tqdm) -> dict:
         t0 = time.time()
         self.out.mkdir(parents=True, exist_ok=True)
         units = len(self.archs) * (len(self.tasks) + 1) + 1

@@ -1,6 +1,7 @@
 """Atomic result files: write to a temp file in the same folder, then ``os.replace``.
 
 A reader (or a rerun after a kill) sees either the old file or the new one, never half of one.
+The writing itself lives in ``train.atomic`` (one home for atomic writes; eval may import train).
 """
 from __future__ import annotations
 
@@ -9,44 +10,14 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-
-def _umask() -> int:
-    old = os.umask(0)
-    os.umask(old)
-    return old
-
-
-_UMASK = _umask()
+from train.atomic import atomic_write, write_text
 
 
 def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    def w(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-    return _atomic(path, w)
+    return atomic_write(path, write)
 
 
 def _jsonable(x: Any) -> Any:

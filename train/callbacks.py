@@ -7,13 +7,19 @@ from, so an interrupted-then-resumed run leaves the same file as an uninterrupte
 from __future__ import annotations
 
 import csv
+import io
 import math
-import os
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
+
+from . import signals
+from .atomic import write_bytes, write_text
+from .checkpoint import CKPT_HASH_KEY, CorruptFileWarning, save_checkpoint
+from .module import NonFiniteLossError
 
 CSV_COLUMNS = ["step", "tokens", "flops", "train_loss", "val_loss", "val_acc", "lr", "tokens_per_s"]
 
@@ -22,6 +28,47 @@ def read_metrics(path: str | Path) -> list[dict[str, float]]:
     """metrics.csv as a list of dicts of floats (empty cells -> NaN)."""
     with open(path, newline="") as f:
         return [{k: (float(v) if v not in ("", None) else math.nan) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    """An update left NaN / inf in the weights; they are not checkpointed."""
+
+
+def read_metrics_rows(path: str | Path) -> list[dict[str, str]]:
+    """The rows of metrics.csv that parse (strings). A damaged file (NUL bytes, non-UTF-8, a torn or
+    short row) is copied aside to ``metrics.csv.corrupt`` with a warning; the rows before the damage
+    are returned."""
+    path = Path(path)
+    data = path.read_bytes()
+    cut = data.find(b"\0")
+    good = data if cut < 0 else data[:cut]
+    why = None if cut < 0 else f"NUL bytes from offset {cut}"
+    try:
+        text = good.decode("utf-8")
+    except UnicodeDecodeError as e:
+        text, why = good[: e.start].decode("utf-8"), why or f"non-UTF-8 byte at offset {e.start}"
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith(("\n", "\r")):  # a torn last line
+        lines, why = lines[:-1], why or "a torn last line"
+    rows = []
+    reader = csv.DictReader(lines)
+    for r in reader:
+        try:
+            if None in r or any(v is None for v in r.values()):
+                raise ValueError("wrong number of fields")
+            float(r["step"])
+        except (ValueError, KeyError, TypeError) as e:
+            why = why or f"bad row {reader.line_num}: {e}"
+            break
+        rows.append(r)
+    if reader.fieldnames is not None and list(reader.fieldnames) != CSV_COLUMNS:
+        why, rows = why or f"unexpected header {reader.fieldnames}", []
+    if why:
+        dest = path.with_name(path.name + ".corrupt")
+        write_bytes(dest, data)
+        warnings.warn(f"{path} is damaged ({why}); a copy is in {dest.name}; kept the {len(rows)} rows before the damage",
+                      CorruptFileWarning, stacklevel=2)
+    return rows
 
 
 class MetricsLogger(L.Callback):
@@ -101,17 +148,17 @@ class MetricsLogger(L.Callback):
 
     # ---- csv -----------------------------------------------------------------------------
     def _prepare_csv(self, resume_step: int) -> None:
-        """Fresh file with a header, or (resuming) keep only rows up to the checkpoint's step."""
-        rows = []
-        if resume_step > 0 and self.path.exists():
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("step") and int(float(r["step"])) <= resume_step]
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, CSV_COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, self.path)
+        """Fresh file with a header, or (resuming) keep only rows up to the checkpoint's step.
+
+        A file that cannot be parsed (NUL padding after a power cut, a torn line) is copied aside
+        to ``metrics.csv.corrupt`` with a warning and the rows before the damage are kept."""
+        rows = read_metrics_rows(self.path) if resume_step > 0 and self.path.exists() else []
+        rows = [r for r in rows if int(float(r["step"])) <= resume_step]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore", lineterminator="\r\n")
+        w.writeheader()
+        w.writerows(rows)
+        write_text(self.path, buf.getvalue())
 
     def _append(self, row: dict) -> None:
         with open(self.path, "a", newline="") as f:
@@ -120,23 +167,37 @@ class MetricsLogger(L.Callback):
 
 
 class LastCheckpoint(L.Callback):
-    """Save ``checkpoints/last.ckpt`` every ``every`` steps and at the end, atomically
-    (write a temp file, then ``os.replace``), so a kill never leaves a torn checkpoint."""
+    """Save ``checkpoints/last.ckpt`` every ``every`` steps, at the end, and when a SIGTERM / SIGINT
+    came in (then stop the trainer), atomically (``train.checkpoint.save_checkpoint``), with the
+    run's ``config_hash`` inside. Weights with NaN / inf are never saved: the run stops with
+    ``NonFiniteWeightsError`` and the last good checkpoint stays."""
 
-    def __init__(self, dirpath: str | Path, every: int, total_steps: int):
+    def __init__(self, dirpath: str | Path, every: int, total_steps: int, config_hash: str | None = None):
         self.dirpath, self.every, self.total_steps = Path(dirpath), every, total_steps
+        self.config_hash = config_hash
 
     @property
     def last_path(self) -> Path:
         return self.dirpath / "last.ckpt"
 
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[CKPT_HASH_KEY] = self.config_hash
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if step % self.every == 0 or step >= self.total_steps:
-            tmp = self.dirpath / ".last.ckpt.tmp"
-            trainer.save_checkpoint(tmp)  # every rank calls it (a barrier); rank 0 writes
-            if trainer.is_global_zero:
-                os.replace(tmp, self.last_path)
+        stop = bool(signals.requested)
+        if trainer.world_size > 1:  # every rank must take the same decision (the save is a barrier)
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not (stop or step % self.every == 0 or step >= self.total_steps):
+            return
+        bad = [n for n, p in pl_module.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+        if bad:
+            raise NonFiniteWeightsError(
+                f"non-finite weights after step {step} ({len(bad)} tensors, e.g. {bad[0]}): not saving them; "
+                f"the last good checkpoint in {self.dirpath} is kept (try a lower lr or more warmup)")
+        save_checkpoint(trainer, self.dirpath)
+        if stop:
+            trainer.should_stop = True
 
 
 def _reduce_sum(trainer, values: list[float]) -> list[float]:

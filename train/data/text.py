@@ -4,11 +4,16 @@ Sources (``source`` in configs/task/text.yaml):
     stdlib        the Python standard library's own ``.py`` files (present on every machine):
                   sorted by relative path, ``max_files`` of them taken at even strides, split
                   into train/val by a hash of the relative path (fixed across machines).
-    files         local files: ``data_files`` (text, one document per file) or ``*.json``/
-                  ``*.jsonl`` with a ``text_field``; validation is ``val_files`` or a hash split.
+    files         local files: ``data_files`` (text, one document per file, read as raw bytes:
+                  any encoding works) or ``*.json``/``*.jsonl`` with a ``text_field``; validation is
+                  ``val_files``, else a split by a hash of the file name when that leaves files on
+                  both sides, else (e.g. one file) a byte split: the files are joined into one
+                  stream and its last ``val_percent`` % of bytes (at least 2) are held out; the
+                  training stream is everything before them, so no byte is in both.
     <hub name>    any ``datasets`` hub name (needs a network): ``load_dataset(name, config)``.
 
-Tokenizer: bytes (vocab 256). Documents are joined with a newline into one stream per split;
+Tokenizer: bytes (vocab 256): text files are read as bytes, never decoded. Documents are joined
+with a newline into one stream per split;
 training windows start at offsets drawn from (seed, step), validation windows tile the val
 stream from the start.
 """
@@ -29,6 +34,8 @@ IGNORE = -100
 @functools.lru_cache(maxsize=8)
 def stdlib_files(max_files: int | None = 400) -> list[tuple[str, Path]]:
     """(relative path, path) of the stdlib's .py sources: sorted, evenly strided to ``max_files``."""
+    if max_files is not None and (isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1):
+        raise ValueError(f"text: max_files must be a positive int or None (all files), got {max_files!r}")
     root = Path(sysconfig.get_paths()["stdlib"])
     skip = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__"}
     files = []
@@ -51,10 +58,20 @@ def is_val(key: str, val_percent: float) -> bool:
     return (h % 10_000) < val_percent * 100
 
 
-def encode_bytes(docs: Sequence[str]) -> torch.Tensor:
-    """Documents -> one 1-D uint8 stream of their UTF-8 bytes, each followed by a newline."""
-    data = b"".join(d.encode("utf-8", errors="replace") + b"\n" for d in docs)
+def encode_bytes(docs: Sequence[str | bytes]) -> torch.Tensor:
+    """Documents -> one 1-D uint8 stream of their bytes (str: UTF-8), each followed by a newline."""
+    data = b"".join((d if isinstance(d, bytes) else d.encode("utf-8", errors="replace")) + b"\n" for d in docs)
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).clone()
+
+
+def byte_split(stream: torch.Tensor, val_percent: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) of one byte stream: val = the last ``val_percent`` % of the bytes (at least 2),
+    train = everything before. Disjoint by construction; train + val == stream."""
+    n = stream.numel()
+    n_val = max(2, int(n * val_percent / 100))
+    if n - n_val < 2:
+        raise ValueError(f"text: {n} bytes are too few to hold out {val_percent}% for validation")
+    return stream[: n - n_val], stream[n - n_val:]
 
 
 class TextTask:
@@ -67,13 +84,15 @@ class TextTask:
     name = "text"
     synthetic = False
     vocab_size = 256
-    data_version = 1  # see SyntheticTask.data_version
+    data_version = 2  # see SyntheticTask.data_version; 2: text files read as bytes, one-file byte split
 
     def __init__(self, source: str = "stdlib", max_files: int | None = 400, val_percent: float = 10.0,
                  data_files: Sequence[str] | str | None = None, val_files: Sequence[str] | str | None = None,
                  text_field: str = "text", hub_config: str | None = None, cache_dir: str | None = None):
-        if not 0 < val_percent < 100:
+        if isinstance(val_percent, bool) or not isinstance(val_percent, (int, float)) or not 0 < val_percent < 100:
             raise ValueError(f"text: val_percent must be in (0, 100), got {val_percent!r}")
+        if max_files is not None and (isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1):
+            raise ValueError(f"text: max_files must be a positive int or null (all files), got {max_files!r}")
         self.source, self.max_files, self.val_percent = source, max_files, val_percent
         self.data_files, self.val_files, self.text_field = data_files, val_files, text_field
         self.hub_config, self.cache_dir = hub_config, cache_dir
@@ -86,43 +105,42 @@ class TextTask:
         if self._splits is None:
             if self.source == "stdlib":
                 keyed = stdlib_files(self.max_files)  # split by the path inside the stdlib
-                train, val = self._load_local([str(p) for _, p in keyed], None, "text", keys=[k for k, _ in keyed])
+                splits = self._load_local([str(p) for _, p in keyed], None, keys=[k for k, _ in keyed])
             elif self.source == "files":
-                train, val = self._load_local(_as_list(self.data_files), _as_list(self.val_files) or None, None)
+                splits = self._load_local(_as_list(self.data_files), _as_list(self.val_files) or None)
             else:
                 train, val = self._load_hub()
-            self._splits = {"train": encode_bytes(train), "val": encode_bytes(val)}
+                splits = {"train": encode_bytes(train), "val": encode_bytes(val)}
+            self._splits = splits
             for split, toks in self._splits.items():
                 if toks.numel() < 2:
                     raise ValueError(f"text: the {split} split of source {self.source!r} is empty")
         return self._splits
 
-    def _load_local(self, files: list[str], val_files: list[str] | None, builder: str | None, keys: list[str] | None = None):
+    def _read_docs(self, files: list[str]) -> list[str | bytes]:
+        """Text files: their raw bytes (one document each). JSON / JSONL: the ``text_field`` strings."""
+        if not files[0].endswith((".json", ".jsonl")):
+            return [Path(f).read_bytes() for f in files]
         import datasets
 
+        ds = datasets.load_dataset("json", data_files=files, split="train", cache_dir=self.cache_dir)
+        if self.text_field not in ds.column_names:
+            raise ValueError(f"text: field {self.text_field!r} not in {files[0]!r}; columns are {ds.column_names}")
+        return list(ds[self.text_field])
+
+    def _load_local(self, files: list[str], val_files: list[str] | None, keys: list[str] | None = None) -> dict[str, torch.Tensor]:
         for f in files + (val_files or []):
             if not Path(f).is_file():
                 raise FileNotFoundError(f"text: data file {f!r} does not exist")
-        builder = builder or ("json" if files[0].endswith((".json", ".jsonl")) else "text")
-        kw = {"sample_by": "document"} if builder == "text" else {}
-        field = "text" if builder == "text" else self.text_field
-
-        def load(fs: list[str]) -> list[str]:
-            ds = datasets.load_dataset(builder, data_files=fs, split="train", cache_dir=self.cache_dir, **kw)
-            if field not in ds.column_names:
-                raise ValueError(f"text: field {field!r} not in {fs[0]!r}; columns are {ds.column_names}")
-            return list(ds[field])
-
         if val_files:
-            return load(files), load(val_files)
+            return {"train": encode_bytes(self._read_docs(files)), "val": encode_bytes(self._read_docs(val_files))}
         keys = keys or [Path(f).name for f in files]
         train_f = [f for f, k in zip(files, keys) if not is_val(k, self.val_percent)]
         val_f = [f for f, k in zip(files, keys) if is_val(k, self.val_percent)]
-        if not val_f or not train_f:  # too few files to split by file: split one stream by bytes
-            docs = load(files)
-            cut = int(len(docs) * (1 - self.val_percent / 100)) or 1
-            return docs[:cut], docs[cut:] or docs[-1:]
-        return load(train_f), load(val_f)
+        if not val_f or not train_f:  # too few files to split by file: hold out the stream's last bytes
+            train, val = byte_split(encode_bytes(self._read_docs(files)), self.val_percent)
+            return {"train": train, "val": val}
+        return {"train": encode_bytes(self._read_docs(train_f)), "val": encode_bytes(self._read_docs(val_f))}
 
     def _load_hub(self):  # pragma: no cover - needs a network
         import datasets
