@@ -241,7 +241,7 @@ class Hyena(Mixer):
             u = gates[self.order - 1 - n] * z  # (B, D)
             inputs.append(u)
             past = state.hist[:, n, :, :t]  # (B, D, t)
-            z = (past * k_rev[n, :, C - 1 - t:C - 1]).sum(-1) + (k_rev[n, :, C - 1] + self.filter_bias[n]) * u
+            z = torch.einsum("bdt,dt->bd", past, k_rev[n, :, C - 1 - t:C - 1]) + (k_rev[n, :, C - 1] + self.filter_bias[n]) * u
         state.conv = window[:, :, 1:]
         self._append(state, torch.stack(inputs, dim=1)[..., None])
         return self.out_proj(gates[0] * z), state
