@@ -92,7 +92,7 @@ class ImplicitFilter(nn.Module):
         z = self.positions(n, device, pdt)  # (n, E)
         h = self.mlp(z.to(w.dtype))  # (n, C)
         t = torch.arange(n, device=device, dtype=pdt)[:, None] / self.scale
-        return (h * torch.exp(-t * self.decay.to(pdt)).to(h.dtype)).T  # (C, n)
+        return (h * torch.exp(-t * self.decay.to(pdt)).to(h.dtype)).T.contiguous()  # (C, n), time contiguous
 
     def flops_per_position(self) -> float:
         E, fo, C = self.emb_dim, self.mlp[0].out_features, self.channels
@@ -218,7 +218,7 @@ class Hyena(Mixer):
         if cache is None or cache[0] != key or cache[1].shape[-1] < n:
             size = max(n, 256 if cache is None or cache[0] != key else 2 * cache[1].shape[-1])
             with torch.no_grad():
-                self._tap_cache = cache = (key, self._taps(size).flip(-1))
+                self._tap_cache = cache = (key, self._taps(size).flip(-1).contiguous())
         return cache[1]
 
     # ---- interface ------------------------------------------------------------------------
@@ -241,7 +241,7 @@ class Hyena(Mixer):
             u = gates[self.order - 1 - n] * z  # (B, D)
             inputs.append(u)
             past = state.hist[:, n, :, :t]  # (B, D, t)
-            z = torch.einsum("bdt,dt->bd", past, k_rev[n, :, C - 1 - t:C - 1]) + (k_rev[n, :, C - 1] + self.filter_bias[n]) * u
+            z = (past * k_rev[n, :, C - 1 - t:C - 1]).sum(-1) + (k_rev[n, :, C - 1] + self.filter_bias[n]) * u
         state.conv = window[:, :, 1:]
         self._append(state, torch.stack(inputs, dim=1)[..., None])
         return self.out_proj(gates[0] * z), state
