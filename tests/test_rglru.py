@@ -135,3 +135,8 @@ def test_no_weight_decay_and_errors():
         build_mixer("rglru", D, conv_width=0)
     with pytest.raises(ValueError, match=r"0 < a_min < a_max < 1, got a_min=0.9, a_max=1.5"):
         build_mixer("rglru", D, a_max=1.5)
+
+
+@pytest.mark.parametrize("width,heads", [(32, 1), (128, 2), (200, 2), (192, 3), (1000, 10)])
+def test_default_heads_divide_any_width(width, heads):
+    assert build_mixer("rglru", width).n_heads == heads

@@ -78,7 +78,7 @@ class RGLRU(Mixer):
         d_model: model width.
         lru_width: width W of the recurrence (default d_model).
         n_heads: number of diagonal blocks of the gate weights (W must be divisible by it);
-            default max(1, W // 64).
+            default: the largest divisor of W not above max(1, W // 64) (blocks of >= 64 channels).
         conv_width: kernel of the causal depthwise conv (4).
         a_min, a_max: range of the initial a = sigmoid(Lambda) (a^2 uniform in [a_min^2, a_max^2]).
     """
@@ -94,7 +94,8 @@ class RGLRU(Mixer):
         W = d_model if lru_width is None else lru_width
         if not isinstance(W, int) or isinstance(W, bool) or W <= 0:
             raise ValueError(f"rglru: lru_width must be a positive int or None, got {lru_width!r}")
-        n_heads = max(1, W // 64) if n_heads is None else n_heads
+        if n_heads is None:  # blocks of about 64 channels: the largest divisor of W up to W // 64
+            n_heads = next(h for h in range(max(1, W // 64), 0, -1) if W % h == 0)
         if not isinstance(n_heads, int) or isinstance(n_heads, bool) or n_heads <= 0:
             raise ValueError(f"rglru: n_heads must be a positive int or None, got {n_heads!r}")
         check_divisible("rglru", "lru_width", W, "n_heads", n_heads)
