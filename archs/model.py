@@ -77,7 +77,7 @@ class LanguageModel(nn.Module):
         self.tie_embeddings = tie_embeddings
         self.embed = nn.Embedding(vocab_size, d_model)
         self.blocks = nn.ModuleList(
-            Block(d_model, name, mlp=mlp, mlp_hidden=mlp_hidden, short_conv=short_conv, norm_eps=norm_eps,
+            Block(d_model, name, mlp=mlp, mlp_hidden=mlp_hidden, short_conv=short_conv, eps=norm_eps,
                   **{**mixer_kwargs.get(name, {}), **layer_kwargs[i]})
             for i, name in enumerate(self.layer_names)
         )
