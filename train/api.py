@@ -261,7 +261,7 @@ def train_run(cfg) -> dict:
             enable_model_summary=bar, use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0,
             log_every_n_steps=int(c["log_every"]), default_root_dir=str(run_dir),
         )
-        trainer.fit(lit, datamodule=dm, ckpt_path=str(ckpt) if resume else None)
+        trainer.fit(lit, datamodule=dm, ckpt_path=str(ckpt) if resume else None, weights_only=True)
     if not trainer.is_global_zero:
         return {}
     last = metrics.last
@@ -356,10 +356,7 @@ def load_run(run_dir: str | Path):
     c = OmegaConf.to_container(cfg, resolve=True)
     vocab = c.get("derived", {}).get("vocab_size") or build_task(c["task"]).vocab_size
     model = build_model(c["arch"], c["model"], vocab)
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    sd = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(sd)
+    from .checkpoint import load_checkpoint, model_state_dict  # weights_only=True, no unpickling fallback
+
+    model.load_state_dict(model_state_dict(load_checkpoint(ckpt)))
     return model.eval(), cfg, read_summary(run_dir)
