@@ -36,6 +36,15 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def _jsonable(obj):
+    """Mappings and sequences that json does not know (e.g. OmegaConf containers from a Hydra config)."""
+    if hasattr(obj, "items"):
+        return dict(obj.items())
+    if hasattr(obj, "__iter__") and not isinstance(obj, (str, bytes)):
+        return list(obj)
+    raise TypeError(f"save_pretrained: config value {obj!r} ({type(obj).__name__}) cannot be written as JSON")
+
+
 def save_pretrained(model, directory) -> None:
     from safetensors.torch import save_file
 
@@ -46,7 +55,7 @@ def save_pretrained(model, directory) -> None:
         state.pop("head.weight", None)  # the same tensor as embed.weight
     dtype = str(model.embed.weight.dtype).removeprefix("torch.")
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "dtype": dtype, "model": model.config}
-    text = json.dumps(config, indent=2, sort_keys=True)
+    text = json.dumps(config, indent=2, sort_keys=True, default=_jsonable)
     _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
 
     def write_json(tmp):

@@ -132,3 +132,15 @@ def test_converted_model_round_trips_through_save_pretrained(tmp_path):
     back = archs.LanguageModel.from_pretrained(tmp_path / "m")
     tokens = torch.randint(0, V, (1, 12))
     assert torch.equal(lm(tokens), back(tokens))
+
+
+def test_deltanet_l2_norm_is_the_reference_one():
+    """DeltaNet normalises q, k as fla and HF do, x * rsqrt(|x|^2 + 1e-6), also for tiny vectors
+    (where x / max(|x|, eps) differs)."""
+    from transformers.models.qwen3_next.modeling_qwen3_next import l2norm
+
+    from archs.mixers.deltanet import l2_norm
+
+    x = torch.randn(3, 5, 16, dtype=torch.float64) * torch.tensor([1.0, 1e-3, 1e-4], dtype=torch.float64)[:, None, None]
+    torch.testing.assert_close(l2_norm(x), l2norm(x), rtol=1e-12, atol=0)
+    assert not torch.allclose(l2_norm(x[2]), torch.nn.functional.normalize(x[2], dim=-1, eps=1e-6))
