@@ -65,3 +65,15 @@ def test_rope_scaling_is_checked():
     with pytest.raises(ValueError, match=r"needs \['low_freq_factor', 'high_freq_factor'"):
         Rotary(8, scaling={"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 32})
     assert Rotary(8, scaling={"rope_type": "default"}).scaling is None
+
+
+def test_lightning_bf16_true_keeps_fp64_frequencies():
+    from lightning.pytorch.plugins.precision import HalfPrecision
+
+    from archs import LanguageModel
+
+    model = LanguageModel(vocab_size=16, d_model=32, n_layers=2, layers=["attention", "retnet"])
+    model = HalfPrecision("bf16-true").convert_module(model)
+    assert model.embed.weight.dtype == torch.bfloat16
+    for b in model.blocks:
+        assert b.mixer.rotary.inv_freq.dtype == torch.float64
