@@ -144,3 +144,12 @@ def test_deltanet_l2_norm_is_the_reference_one():
     x = torch.randn(3, 5, 16, dtype=torch.float64) * torch.tensor([1.0, 1e-3, 1e-4], dtype=torch.float64)[:, None, None]
     torch.testing.assert_close(l2_norm(x), l2norm(x), rtol=1e-12, atol=0)
     assert not torch.allclose(l2_norm(x[2]), torch.nn.functional.normalize(x[2], dim=-1, eps=1e-6))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mamba/tied", "mamba2/groups8", "llama/rope_llama3", "mistral/window5_head_dim12",
+                                  "qwen2/window_top_layers_yarn", "llama/rope_dynamic"])
+def test_long_cached_decode_matches(name):
+    """300 greedy tokens through the caches of both implementations (windows wrap, dynamic RoPE grows)."""
+    err, same = conformance(name, seq_len=64, prompt_len=16, new_tokens=300)
+    assert err < 1e-4 and same, (name, err, same)
