@@ -16,11 +16,13 @@ class Block(nn.Module):
 
     ``mixer`` is a built ``Mixer`` or a registered name (built with ``mixer_kwargs``);
     ``mlp`` is ``"swiglu"`` or ``None`` (mixer-only block, as in Mamba's original stack);
-    ``short_conv`` (a kernel size) puts a short causal conv in front of the mixer (``ShortConv``).
+    ``short_conv`` (a kernel size) puts a short causal conv in front of the mixer (``ShortConv``);
+    ``eps`` is the eps of both pre-norms (HF Llama/Mamba checkpoints use 1e-5 or 1e-6; named ``eps``,
+    not ``norm_eps``, which is the mixers' own inner-norm eps in ``mixer_kwargs``).
     """
 
     def __init__(self, d_model: int, mixer: Mixer | str, mlp: str | None = "swiglu", mlp_hidden: int | None = None,
-                 short_conv: int | None = None, **mixer_kwargs):
+                 short_conv: int | None = None, eps: float = 1e-6, **mixer_kwargs):
         super().__init__()
         if isinstance(mixer, str):
             mixer = build_mixer(mixer, d_model, **mixer_kwargs)
@@ -35,9 +37,9 @@ class Block(nn.Module):
         if short_conv is not None:
             mixer = ShortConv(mixer, short_conv)
         self.d_model = d_model
-        self.norm1 = RMSNorm(d_model)
+        self.norm1 = RMSNorm(d_model, eps=eps)
         self.mixer = mixer
-        self.norm2 = RMSNorm(d_model) if mlp else None
+        self.norm2 = RMSNorm(d_model, eps=eps) if mlp else None
         self.mlp = SwiGLU(d_model, mlp_hidden) if mlp else None
 
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,12 +21,28 @@ class RMSNorm(nn.Module):
 
 
 class GatedRMSNorm(RMSNorm):
-    """RMSNorm(x * silu(z)) — the output norm of Mamba-2 / GLA style mixers."""
+    """RMSNorm(x * silu(z)) — the output norm of Mamba-2 / GLA style mixers.
+
+    ``group_size`` (default: dim) normalises each consecutive group of that many channels on its own,
+    as Mamba-2 does (mamba_ssm ``RMSNormGated(group_size=d_inner // ngroups)``); the weight spans dim.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6, group_size: int | None = None):
+        super().__init__(dim, eps)
+        group_size = dim if group_size is None else group_size
+        if not isinstance(group_size, int) or group_size < 1 or dim % group_size:
+            raise ValueError(f"GatedRMSNorm: group_size must be a positive int dividing dim={dim}, got {group_size!r}")
+        self.group_size = group_size
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
         if z is not None:
             x = x * F.silu(z)
-        return super().forward(x)
+        if self.group_size == x.shape[-1]:
+            return super().forward(x)
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        xg = xf.unflatten(-1, (-1, self.group_size))  # (..., G, group_size)
+        y = (xg * torch.rsqrt(xg.pow(2).mean(-1, keepdim=True) + self.eps)).flatten(-2)
+        return y.to(x.dtype) * self.weight
 
 
 def swiglu_hidden(d_model: int, ratio: float = 8 / 3, multiple_of: int = 8) -> int:

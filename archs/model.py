@@ -36,6 +36,12 @@ class LanguageModel(nn.Module):
         mlp: ``"swiglu"`` or ``None``.
         short_conv: kernel of a short causal conv in front of every mixer (``ShortConv``); None = none.
         tie_embeddings: share the embedding matrix with the output head.
+        norm_eps: eps of every block's pre-norms and of the final norm.
+        layer_kwargs: per-layer constructor kwargs (a list of ``n_layers`` dicts) merged over
+            ``mixer_kwargs[name]``, e.g. a sliding window on some attention layers only (Qwen2).
+
+    ``self.config`` holds these arguments (JSON-able); ``save_pretrained(dir)`` /
+    ``LanguageModel.from_pretrained(dir)`` write and read it with safetensors weights.
     """
 
     def __init__(
@@ -49,6 +55,8 @@ class LanguageModel(nn.Module):
         mlp_hidden: int | None = None,
         tie_embeddings: bool = True,
         short_conv: int | None = None,
+        norm_eps: float = 1e-6,
+        layer_kwargs: Sequence[dict] | None = None,
     ):
         super().__init__()
         for what, v in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layers", n_layers)):
@@ -59,13 +67,22 @@ class LanguageModel(nn.Module):
         unused = set(mixer_kwargs) - set(self.layer_names)
         if unused:
             raise ValueError(f"LanguageModel: mixer_kwargs for {sorted(unused)}, which are not in layers {self.layer_names}")
+        layer_kwargs = [dict(kw or {}) for kw in (layer_kwargs or [{}] * n_layers)]
+        if len(layer_kwargs) != n_layers:
+            raise ValueError(f"LanguageModel: layer_kwargs must have one dict per layer ({n_layers}), got {len(layer_kwargs)}")
+        self.config = dict(vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
+                           layers=layers if isinstance(layers, str) else list(layers), mixer_kwargs=mixer_kwargs,
+                           mlp=mlp, mlp_hidden=mlp_hidden, tie_embeddings=tie_embeddings, short_conv=short_conv,
+                           norm_eps=norm_eps, layer_kwargs=layer_kwargs if any(layer_kwargs) else None)
         self.vocab_size, self.d_model, self.n_layers = vocab_size, d_model, n_layers
+        self.tie_embeddings = tie_embeddings
         self.embed = nn.Embedding(vocab_size, d_model)
         self.blocks = nn.ModuleList(
-            Block(d_model, name, mlp=mlp, mlp_hidden=mlp_hidden, short_conv=short_conv, **mixer_kwargs.get(name, {}))
-            for name in self.layer_names
+            Block(d_model, name, mlp=mlp, mlp_hidden=mlp_hidden, short_conv=short_conv, eps=norm_eps,
+                  **{**mixer_kwargs.get(name, {}), **layer_kwargs[i]})
+            for i, name in enumerate(self.layer_names)
         )
-        self.norm = RMSNorm(d_model)
+        self.norm = RMSNorm(d_model, eps=norm_eps)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         if tie_embeddings:
             self.head.weight = self.embed.weight
@@ -153,6 +170,18 @@ class LanguageModel(nn.Module):
             logits = logits.masked_fill(logits < kth, float("-inf"))
         return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
 
+    # ---- save / load ---------------------------------------------------------------------
+    def save_pretrained(self, directory) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically, file by file)."""
+        from .pretrained import save_pretrained
+        save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory, device=None) -> "LanguageModel":
+        """Rebuild a model written by ``save_pretrained`` (same config, same weights, same dtype)."""
+        from .pretrained import from_pretrained
+        return from_pretrained(directory, device=device)
+
     # ---- accounting ----------------------------------------------------------------------
     def num_params(self, non_embedding: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
@@ -169,8 +198,9 @@ class LanguageModel(nn.Module):
 
 def build_language_model(arch: dict, model: dict, vocab_size: int) -> LanguageModel:
     """Build from config dicts: ``arch`` (configs/arch/*.yaml: layers, mlp, mixer_kwargs) and
-    ``model`` (configs/model/*.yaml: d_model, n_layers, optional mlp_hidden); ``arch.short_conv``
-    (optional) puts a short conv in front of every mixer. ``None`` kwargs mean "mixer default"."""
+    ``model`` (configs/model/*.yaml: d_model, n_layers, optional mlp_hidden, optional norm_eps);
+    ``arch.short_conv`` (optional) puts a short conv in front of every mixer. ``None`` kwargs mean
+    "mixer default"."""
     kwargs = {
         name: {k: v for k, v in dict(kw or {}).items() if v is not None}
         for name, kw in dict(arch.get("mixer_kwargs") or {}).items()
@@ -186,4 +216,5 @@ def build_language_model(arch: dict, model: dict, vocab_size: int) -> LanguageMo
         mlp=arch.get("mlp", "swiglu"),
         mlp_hidden=int(model["mlp_hidden"]) if model.get("mlp_hidden") else None,
         short_conv=arch.get("short_conv"),
+        norm_eps=float(model.get("norm_eps") or 1e-6),
     )

@@ -7,6 +7,8 @@ Commands (each composes ``configs/eval/<command>.yaml`` with Hydra overrides):
     python -m eval compare compare.archs=[attention,mamba] results_root=/tmp/r
     python -m eval throughput model=small contexts=[1024,4096] batch_size=4
     python -m eval quality run=results/quick/runs/mqar-mamba
+    python -m eval throughput model_dir=exported/mamba   # a save_pretrained folder (train.export, from_transformers)
+    python -m eval quality model_dir=exported/mamba model_task=mqar   # or tokens_file=ids.txt for text
     python -m eval ops quick=true                 # every eval/bench/*.py benchmark
 
 ``compare --wait`` (= ``lock_wait=true``) waits for another compare writing the same folder.
@@ -47,10 +49,17 @@ def cmd_throughput(cfg) -> int:
     from .throughput import ThroughputSettings, format_rows, run_throughput
 
     settings = ThroughputSettings.from_cfg(cfg)
-    rows = run_throughput(resolve_archs(cfg.archs), cfg.model, settings, vocab_size=int(cfg.vocab_size), seed=int(cfg.seed),
-                          progress=lambda s: print(f"  measuring {s}", file=sys.stderr, flush=True))
-    print_table(format_rows(rows), title=f"throughput (batch {settings.batch_size}, {settings.dtype}, {settings.torch_device()}, "
-                                        f"d_model={cfg.model.d_model}, n_layers={cfg.model.n_layers})")
+    progress = lambda s: print(f"  measuring {s}", file=sys.stderr, flush=True)  # noqa: E731
+    if cfg.get("model_dir"):  # a save_pretrained folder (exported run, converted HF model)
+        from .pretrained import throughput_rows
+
+        rows = throughput_rows(cfg, settings, progress)
+        size = f"model_dir={cfg.model_dir}"
+    else:
+        rows = run_throughput(resolve_archs(cfg.archs), cfg.model, settings, vocab_size=int(cfg.vocab_size), seed=int(cfg.seed),
+                              progress=progress)
+        size = f"d_model={cfg.model.d_model}, n_layers={cfg.model.n_layers}"
+    print_table(format_rows(rows), title=f"throughput (batch {settings.batch_size}, {settings.dtype}, {settings.torch_device()}, {size})")
     if cfg.get("out"):
         write_json(Path(str(cfg.out)) / "throughput.json", rows)
         write_csv(Path(str(cfg.out)) / "throughput.csv", rows)
@@ -65,15 +74,24 @@ def cmd_quality(cfg) -> int:
     from .io import write_json
     from .quality import evaluate_run
 
-    if not cfg.get("run"):
-        raise SystemExit("quality: give the run folder, e.g. python -m eval quality run=results/quick/runs/mqar-mamba")
-    run_dir = Path(str(cfg.run))
-    if not run_dir.is_dir():
-        raise SystemExit(f"quality: run folder {run_dir} does not exist")
-    model, run_cfg, summary = train.load_run(run_dir)
-    model = model.float().eval()
-    out = evaluate_run(model, run_cfg, train.build_task(run_cfg.task), cfg)
-    print(f"run {run_dir}: arch {summary.get('arch')}, task {out['task']}, trained at length {out['train_len']}")
+    if cfg.get("model_dir"):  # a save_pretrained folder (exported run, converted HF model)
+        from .pretrained import load_model_dir, quality_inputs
+
+        model = load_model_dir(cfg.model_dir).float()
+        run_cfg, task = quality_inputs(cfg, model)
+        out = evaluate_run(model, run_cfg, task, cfg)
+        print(f"model {cfg.model_dir}: task {out['task']}")
+    else:
+        if not cfg.get("run"):
+            raise SystemExit("quality: give the run folder, e.g. python -m eval quality run=results/quick/runs/mqar-mamba, "
+                             "or a saved model folder: model_dir=<save_pretrained folder>")
+        run_dir = Path(str(cfg.run))
+        if not run_dir.is_dir():
+            raise SystemExit(f"quality: run folder {run_dir} does not exist")
+        model, run_cfg, summary = train.load_run(run_dir)
+        model = model.float().eval()
+        out = evaluate_run(model, run_cfg, train.build_task(run_cfg.task), cfg)
+        print(f"run {run_dir}: arch {summary.get('arch')}, task {out['task']}, trained at length {out['train_len']}")
     for key in ("loss_by_position", "accuracy_vs_length", "passkey"):
         if key in out:
             print_table(out[key], title=key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 import warnings
 from pathlib import Path
@@ -151,10 +152,30 @@ def load_run(run_dir: str | os.PathLike):
     c = OmegaConf.to_container(cfg, resolve=True)
     vocab = c.get("derived", {}).get("vocab_size") or build_task(c["task"]).vocab_size
     model = build_model(c["arch"], c["model"], vocab)
-    try:
-        state = read_checkpoint(ckpt)
-    except Exception as e:
-        raise ValueError(f"load_run: cannot read {ckpt} with weights_only=True ({type(e).__name__}: {str(e)[:200]})") from None
-    sd = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(sd)
+    model.load_state_dict(model_state_dict(load_checkpoint(ckpt)))
     return model.eval(), cfg, read_summary(run_dir)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """The Lightning checkpoint dict at ``path``, read on CPU with ``weights_only=True``: a file holding
+    anything but tensors and plain containers is refused (loading it could run code), never unpickled."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path}")
+    try:
+        state = read_checkpoint(path)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"load_checkpoint: refusing {path}: it holds objects other than tensors and plain containers, and "
+            f"seqarena never unpickles arbitrary objects (weights_only=True). Only load checkpoints written by "
+            f"`python -m train`. ({str(e).splitlines()[0]})") from None
+    except Exception as e:
+        raise ValueError(f"load_checkpoint: cannot read {path} with weights_only=True ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict):
+        raise ValueError(f"load_checkpoint: {path} is not a Lightning checkpoint (no 'state_dict' dict)")
+    return state
+
+
+def model_state_dict(state: dict) -> dict[str, torch.Tensor]:
+    """The ``LanguageModel`` weights inside a Lightning checkpoint dict (keys without the ``model.`` prefix)."""
+    return {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}

@@ -165,7 +165,7 @@ def _train_locked(plan: dict, rdir: Path) -> dict:
             log_every_n_steps=int(c["log_every"]), default_root_dir=str(rdir),
         )
         try:
-            trainer.fit(lit, datamodule=dm, ckpt_path=str(ckpt) if resume else None)
+            trainer.fit(lit, datamodule=dm, ckpt_path=str(ckpt) if resume else None, weights_only=True)
         except SIGTERMException:  # Lightning's own SIGTERM stop, after our callback saved the checkpoint
             stop.signum = stop.signum or int(_signal.SIGTERM)
     interrupted = stop.signum

@@ -91,7 +91,13 @@ class Attention(Mixer):
         n_kv_heads: key/value heads for grouped-query attention (default: n_heads).
         window: sliding-window size (each token sees itself and the window-1 before it); None = full.
         rope_base: RoPE frequency base.
+        rope_scaling: an HF-style RoPE scaling dict (``rope_type`` linear, dynamic, yarn or llama3;
+            see ``archs.rope``) or None.
+        head_dim: size of each head (default d_model // n_heads); may differ from d_model / n_heads
+            (Gemma, Qwen3, Mistral-Nemo): q is (H * head_dim), o_proj maps H * head_dim back to d_model.
         bias: biases in the q, k, v and output projections.
+        qkv_bias, o_bias: override ``bias`` for the q, k, v projections or for the output one
+            (Qwen2: q/k/v bias, no output bias).
         conv_size: kernel of a short causal depthwise conv over the projected q, k, v (before
             RoPE); None = no conv (the plain Transformer).
     """
@@ -101,25 +107,36 @@ class Attention(Mixer):
         "mqa_window": {"n_heads": 2, "n_kv_heads": 1, "window": 5},
         "conv4_gqa": {"n_heads": 4, "n_kv_heads": 2, "conv_size": 4},
         "conv3_window": {"n_heads": 2, "window": 5, "conv_size": 3},
+        "head_dim_qkv_bias_yarn": {"n_heads": 4, "n_kv_heads": 2, "head_dim": 6, "qkv_bias": True, "o_bias": False,
+                                   "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16}},
+        "llama3_rope": {"n_heads": 2, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                                        "high_freq_factor": 4.0, "original_max_position_embeddings": 32}},
     }
 
     def __init__(self, d_model: int, n_heads: int | None = None, n_kv_heads: int | None = None, window: int | None = None,
-                 rope_base: float = 10000.0, bias: bool = False, conv_size: int | None = None):
+                 rope_base: float = 10000.0, bias: bool = False, conv_size: int | None = None,
+                 head_dim: int | None = None, qkv_bias: bool | None = None, o_bias: bool | None = None,
+                 rope_scaling: dict | None = None):
         super().__init__(d_model)
         n_heads = n_heads or max(1, d_model // 64)
         n_kv_heads = n_kv_heads or n_heads
-        check_divisible("attention", "d_model", d_model, "n_heads", n_heads)
+        if head_dim is None:
+            check_divisible("attention", "d_model", d_model, "n_heads", n_heads)
+        elif not isinstance(head_dim, int) or head_dim < 2 or head_dim % 2:
+            raise ValueError(f"attention: head_dim must be an even int >= 2 or None, got {head_dim!r}")
         check_divisible("attention", "n_heads", n_heads, "n_kv_heads", n_kv_heads)
         if window is not None and (not isinstance(window, int) or window < 1):
             raise ValueError(f"attention: window must be a positive int or None, got {window!r}")
         if conv_size is not None and (not isinstance(conv_size, int) or conv_size < 2):
             raise ValueError(f"attention: conv_size must be an int >= 2 or None, got {conv_size!r}")
         self.n_heads, self.n_kv_heads, self.window, self.conv_size = n_heads, n_kv_heads, window, conv_size
-        self.head_dim = d_model // n_heads
-        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=bias)
-        self.kv_proj = nn.Linear(d_model, 2 * n_kv_heads * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=bias)
-        self.rotary = Rotary(self.head_dim, rope_base)
+        self.head_dim = head_dim if head_dim is not None else d_model // n_heads
+        qkv_bias = bias if qkv_bias is None else qkv_bias
+        o_bias = bias if o_bias is None else o_bias
+        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=qkv_bias)
+        self.kv_proj = nn.Linear(d_model, 2 * n_kv_heads * self.head_dim, bias=qkv_bias)  # [k; v]
+        self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=o_bias)
+        self.rotary = Rotary(self.head_dim, rope_base, rope_scaling)
         if conv_size is not None:
             # one depthwise conv over the concatenated q, k, v channels, starting near the identity
             self.conv_weight = nn.Parameter(near_identity_conv_weight(self._qkv_width(), conv_size))
@@ -129,7 +146,8 @@ class Attention(Mixer):
 
     def extra_repr(self) -> str:
         conv = f", conv_size={self.conv_size}" if self.conv_size else ""
-        return f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, window={self.window}{conv}"
+        return (f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, head_dim={self.head_dim}, "
+                f"window={self.window}{conv}")
 
     # ---- projections ---------------------------------------------------------------------
     def _project(self, x: torch.Tensor, state: KVCache | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,7 +166,7 @@ class Attention(Mixer):
         q, kv = self._project(x, state)
         q = rearrange(q, "b l (h d) -> b h l d", d=self.head_dim)
         k, v = rearrange(kv, "b l (two h d) -> two b h l d", two=2, d=self.head_dim)
-        cos, sin = self.rotary.cos_sin(start, x.shape[1], x.device, q.dtype)
+        cos, sin = self.rotary.cos_sin(start, x.shape[1], x.device, q.dtype)  # (L, Dh)
         return self.rotary.rotate(q, cos, sin), self.rotary.rotate(k, cos, sin), v
 
     def _attend(self, q, k, v, mask=None, is_causal=False):

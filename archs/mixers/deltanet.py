@@ -2,7 +2,8 @@
 
 Yang et al. 2024, "Parallelizing Linear Transformers with the Delta Rule over Sequence Length"
 (the delta rule itself: Schlag et al. 2021). q, k, v come from linear projections followed by
-short causal depthwise convolutions (kernel 4) with SiLU; q and k are L2-normalised and
+short causal depthwise convolutions (kernel 4) with SiLU; q and k are L2-normalised as fla and HF
+compute it, x * rsqrt(sum x^2 + 1e-6) (not x / max(|x|, eps)), and
 beta_t = sigmoid(W_beta x_t) per head. The memory is updated by
 S_t = S_{t-1} + beta_t k_t (v_t - S_{t-1}^T k_t)^T and read as o_t = S_t^T q_t / sqrt(K), then a
 per-head RMSNorm (optionally gated by swish(W_g x)) and an output projection.
@@ -34,6 +35,11 @@ class DeltaNetState(MatrixState):
     conv: torch.Tensor  # (B, 2HK + HV, conv_size - 1)
 
 
+def l2_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """x * rsqrt(sum(x^2) + eps) over the last dim (fla's ``l2_norm``, HF's ``l2norm``)."""
+    return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + eps)
+
+
 @register_mixer("deltanet")
 class DeltaNet(Mixer):
     """Delta-rule linear attention with short convolutions, L2-normalised q/k and a learned beta.
@@ -44,11 +50,13 @@ class DeltaNet(Mixer):
         conv_size: kernel of the short causal convs on q, k, v (paper: 4).
         use_gate: gate the normed output with swish(W_g x).
         chunk_size: chunk length of the chunked delta-rule op.
+        norm_eps: eps of the per-head output RMSNorm (fla: 1e-5).
     """
 
     test_variants = {"heads2_gate": {"n_heads": 2, "use_gate": True}, "heads4_conv2": {"n_heads": 4, "conv_size": 2}}
 
-    def __init__(self, d_model: int, n_heads: int | None = None, conv_size: int = 4, use_gate: bool = False, chunk_size: int = 64):
+    def __init__(self, d_model: int, n_heads: int | None = None, conv_size: int = 4, use_gate: bool = False, chunk_size: int = 64,
+                 norm_eps: float = 1e-5):
         super().__init__(d_model)
         n_heads = n_heads or max(1, d_model // 64)
         check_divisible("deltanet", "d_model", d_model, "n_heads", n_heads)
@@ -62,7 +70,7 @@ class DeltaNet(Mixer):
         self.conv_weight = nn.Parameter(torch.empty(3 * d_model, conv_size))
         nn.init.uniform_(self.conv_weight, -1 / math.sqrt(conv_size), 1 / math.sqrt(conv_size))
         self.g_proj = nn.Linear(d_model, d_model, bias=False) if use_gate else None
-        self.norm = HeadNorm(n_heads, self.head_dim, kind="rms")
+        self.norm = HeadNorm(n_heads, self.head_dim, kind="rms", eps=norm_eps)
         self.o_proj = nn.Linear(d_model, d_model, bias=False)
 
     def extra_repr(self) -> str:
@@ -71,7 +79,7 @@ class DeltaNet(Mixer):
     def _heads(self, qkv: torch.Tensor, x: torch.Tensor):
         """qkv (B, L, 3D) after conv + SiLU, x (B, L, D) -> q, k (B, L, H, K) L2-normalised, v (B, L, H, V), beta (B, L, H)."""
         q, k, v = rearrange(qkv, "b l (three h d) -> three b l h d", three=3, d=self.head_dim)
-        q, k = F.normalize(q, dim=-1, eps=1e-6), F.normalize(k, dim=-1, eps=1e-6)
+        q, k = l2_norm(q), l2_norm(k)
         return q, k, v, torch.sigmoid(self.b_proj(x))
 
     def _out(self, o: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -33,12 +33,14 @@ class GLA(Mixer):
         gate_rank: rank of the decay gate's low-rank projection (paper: 16).
         gate_normalizer: the decay's log is logsigmoid(.) / gate_normalizer (paper: 16).
         chunk_size: chunk length of the chunked op.
+        norm_eps: eps of the per-head output RMSNorm.
     """
 
     test_variants = {"heads2": {"n_heads": 2}, "heads4_k1": {"n_heads": 4, "expand_k": 1.0, "gate_rank": 4}}
 
     def __init__(self, d_model: int, n_heads: int | None = None, expand_k: float = 0.5, expand_v: float = 1.0,
-                 gate_rank: int = 16, gate_normalizer: float = 16.0, chunk_size: int = 64):
+                 gate_rank: int = 16, gate_normalizer: float = 16.0, chunk_size: int = 64,
+                 norm_eps: float = 1e-5):
         super().__init__(d_model)
         n_heads = n_heads or max(1, d_model // 64)
         k_dim, v_dim = int(round(expand_k * d_model)), int(round(expand_v * d_model))
@@ -58,7 +60,7 @@ class GLA(Mixer):
         self.gk_down = nn.Linear(d_model, gate_rank, bias=False)  # decay gate, low rank: W1
         self.gk_up = nn.Linear(gate_rank, k_dim, bias=True)  # W2 (+ bias)
         self.o_proj = nn.Linear(v_dim, d_model, bias=False)
-        self.norm = HeadNorm(n_heads, self.head_v, kind="rms")
+        self.norm = HeadNorm(n_heads, self.head_v, kind="rms", eps=norm_eps)
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, n_heads={self.n_heads}, head_k={self.head_k}, head_v={self.head_v}, gate_rank={self.gate_rank}"

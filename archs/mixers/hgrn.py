@@ -41,17 +41,18 @@ class HGRN(Mixer):
     Args:
         d_model: model width (= recurrent width).
         lower_bound: lower bound of the forget gate, in [0, 1).
+        norm_eps: eps of the gated output RMSNorm.
     """
 
     test_variants = {"lower_bound": {"lower_bound": 0.5}}
 
-    def __init__(self, d_model: int, lower_bound: float = 0.0):
+    def __init__(self, d_model: int, lower_bound: float = 0.0, norm_eps: float = 1e-6):
         super().__init__(d_model)
         if not isinstance(lower_bound, (int, float)) or not 0.0 <= lower_bound < 1.0:
             raise ValueError(f"hgrn: lower_bound must be a number in [0, 1), got {lower_bound!r}")
         self.lower_bound = float(lower_bound)
         self.in_proj = nn.Linear(d_model, 3 * d_model, bias=False)  # -> input, forget, output gate
-        self.norm = GatedRMSNorm(d_model)
+        self.norm = GatedRMSNorm(d_model, eps=norm_eps)
         self.o_proj = nn.Linear(d_model, d_model, bias=False)
 
     def extra_repr(self) -> str:

@@ -3,8 +3,9 @@
 Dao & Gu 2024, "Transformers are SSMs: Generalized Models and Efficient Algorithms Through
 Structured State Space Duality". in_proj -> (z, x, B, C, dt) in parallel; causal depthwise conv +
 SiLU over (x, B, C); multi-head SSD S_t = exp(dt_t A_h) S_{t-1} + dt_t x_t B_t^T,
-y_t = S_t C_t + D_h x_t (B, C shared by the heads of a group); gated RMSNorm(y * silu(z));
-out_proj.
+y_t = S_t C_t + D_h x_t (B, C shared by the heads of a group); gated RMSNorm(y * silu(z)),
+normalised per group of d_inner // n_groups channels (mamba_ssm's RMSNormGated(group_size=...),
+HF's MambaRMSNormGated); out_proj. dt = softplus(W_dt x + dt_bias), clamped to ``time_step_limit``.
 
 State: ``conv`` (B, d_inner + 2 * n_groups * d_state, d_conv - 1), the last inputs of the conv,
 and ``ssm`` (B, n_heads, headdim, d_state), the SSD state. Its size does not grow with the context.
@@ -48,16 +49,20 @@ class Mamba2(Mixer):
         chunk_size: chunk length of the chunked SSD (64).
         A_init_range: A = -uniform(A_init_range) per head.
         dt_min, dt_max: range of the initial step sizes (log-uniform).
+        norm_eps: eps of the gated output RMSNorm (1e-5, as mamba_ssm and HF).
+        time_step_limit: (lo, hi) clamp of dt after the softplus (mamba_ssm's dt_limit; default none).
     """
 
     test_variants = {
         "groups": {"headdim": 8, "n_groups": 2, "d_state": 16, "chunk_size": 16},
         "heads_short_conv": {"headdim": 16, "n_groups": 4, "d_state": 8, "d_conv": 2, "chunk_size": 5},
+        "dt_limit_groups8": {"headdim": 8, "n_groups": 8, "d_state": 4, "chunk_size": 7, "time_step_limit": (0.01, 0.05)},
     }
 
     def __init__(self, d_model: int, d_state: int = 64, d_conv: int = 4, expand: int = 2, headdim: int | None = None,
                  n_groups: int = 1, chunk_size: int = 64, A_init_range: tuple[float, float] = (1.0, 16.0),
-                 dt_min: float = 1e-3, dt_max: float = 0.1, conv_bias: bool = True, bias: bool = False):
+                 dt_min: float = 1e-3, dt_max: float = 0.1, conv_bias: bool = True, bias: bool = False,
+                 norm_eps: float = 1e-5, time_step_limit: tuple[float, float] = (0.0, float("inf"))):
         super().__init__(d_model)
         for name, v in (("d_state", d_state), ("d_conv", d_conv), ("expand", expand), ("n_groups", n_groups), ("chunk_size", chunk_size)):
             if not isinstance(v, int) or v < 1:
@@ -72,6 +77,10 @@ class Mamba2(Mixer):
         lo, hi = A_init_range
         if not 0 < lo <= hi:
             raise ValueError(f"mamba2: A_init_range must satisfy 0 < low <= high, got {A_init_range!r}")
+        lo_dt, hi_dt = (float(v) for v in time_step_limit)
+        if not 0 <= lo_dt < hi_dt:
+            raise ValueError(f"mamba2: time_step_limit must be (low, high) with 0 <= low < high, got {time_step_limit!r}")
+        self.time_step_limit = (lo_dt, hi_dt)
         self.d_state, self.d_conv, self.expand, self.headdim = d_state, d_conv, expand, headdim
         self.n_groups, self.chunk_size = n_groups, chunk_size
         self.conv_dim = di + 2 * n_groups * d_state
@@ -82,7 +91,7 @@ class Mamba2(Mixer):
         self.dt_bias = nn.Parameter(init_dt_bias(self.n_heads, dt_min, dt_max))
         self.A_log = nn.Parameter(torch.log(torch.empty(self.n_heads).uniform_(lo, hi)))  # A = -exp(A_log)
         self.D = nn.Parameter(torch.ones(self.n_heads))
-        self.norm = GatedRMSNorm(di, eps=1e-5)
+        self.norm = GatedRMSNorm(di, eps=norm_eps, group_size=di // n_groups)  # per group, as Mamba-2
         self.out_proj = nn.Linear(di, d_model, bias=bias)
 
     def extra_repr(self) -> str:
@@ -108,9 +117,12 @@ class Mamba2(Mixer):
         gn = self.n_groups * self.d_state
         xs, Bm, Cm = torch.split(xBC, [self.d_inner, gn, gn], dim=-1)
         A = -torch.exp(self.A_log)  # (h,)
+        dt_bias, limited = self.dt_bias, self.time_step_limit != (0.0, float("inf"))
+        if limited:  # the op has no clamp: apply bias, softplus and the clamp here
+            dt, dt_bias = self._dt(dt), None
         y = ssd(rearrange(xs, "b l (h p) -> b l h p", p=self.headdim), dt, A,
                 rearrange(Bm, "b l (g n) -> b l g n", g=self.n_groups), rearrange(Cm, "b l (g n) -> b l g n", g=self.n_groups),
-                chunk_size=self.chunk_size, D=self.D, dt_bias=self.dt_bias, dt_softplus=True,
+                chunk_size=self.chunk_size, D=self.D, dt_bias=dt_bias, dt_softplus=not limited,
                 initial_states=None if fresh else state.ssm, return_final_states=state is not None)
         if state is not None:
             y, last = y
@@ -119,6 +131,11 @@ class Mamba2(Mixer):
             state.seen += x.shape[1]
         y = self.norm(rearrange(y, "b l h p -> b l (h p)").to(x.dtype), z)
         return self.out_proj(y)
+
+    def _dt(self, dt: torch.Tensor) -> torch.Tensor:
+        """Raw dt (..., h) -> softplus(dt + dt_bias) clamped to time_step_limit."""
+        lo, hi = self.time_step_limit
+        return F.softplus(dt + self.dt_bias).clamp(min=lo, max=hi)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x, None)
@@ -136,7 +153,7 @@ class Mamba2(Mixer):
         xs = rearrange(xs, "b (h p) -> b h p", p=self.headdim)
         Bm = repeat(Bm, "b (g n) -> b (g r) n", g=self.n_groups, r=r)  # (B, h, n)
         Cm = repeat(Cm, "b (g n) -> b (g r) n", g=self.n_groups, r=r)
-        dt = F.softplus(dt + self.dt_bias)  # (B, h)
+        dt = self._dt(dt)  # (B, h)
         A = -torch.exp(self.A_log.to(state.ssm.dtype))
         dA = torch.exp(dt * A)  # (B, h)
         S = state.ssm  # (B, h, p, n)

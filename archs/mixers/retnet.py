@@ -42,11 +42,13 @@ class RetNet(Mixer):
         expand_v: value/gate width as a multiple of d_model (the paper uses 2).
         rope_base: RoPE frequency base.
         chunk_size: chunk length of the chunked retention op.
+        norm_eps: eps of the per-head output LayerNorm.
     """
 
     test_variants = {"heads4": {"n_heads": 4}, "heads2_v1": {"n_heads": 2, "expand_v": 1.0}}
 
-    def __init__(self, d_model: int, n_heads: int | None = None, expand_v: float = 2.0, rope_base: float = 10000.0, chunk_size: int = 64):
+    def __init__(self, d_model: int, n_heads: int | None = None, expand_v: float = 2.0, rope_base: float = 10000.0, chunk_size: int = 64,
+                 norm_eps: float = 1e-5):
         super().__init__(d_model)
         n_heads = n_heads or max(1, d_model // 64)
         check_divisible("retnet", "d_model", d_model, "n_heads", n_heads)
@@ -61,7 +63,7 @@ class RetNet(Mixer):
         self.v_proj = nn.Linear(d_model, v_dim, bias=False)
         self.g_proj = nn.Linear(d_model, v_dim, bias=False)
         self.o_proj = nn.Linear(v_dim, d_model, bias=False)
-        self.norm = HeadNorm(n_heads, self.head_v, kind="layer")
+        self.norm = HeadNorm(n_heads, self.head_v, kind="layer", eps=norm_eps)
         self.rotary = Rotary(self.head_k, rope_base)
 
     def extra_repr(self) -> str:

@@ -53,11 +53,13 @@ class RWKV6(Mixer):
         mix_rank: rank of the shared ddlerp projection (RWKV-6: 32).
         decay_rank: rank of the decay projection (RWKV-6: 64).
         chunk_size: chunk length of the chunked op.
+        norm_eps: eps of the per-head output GroupNorm ``ln_x`` (RWKV-6: 64e-5).
     """
 
     test_variants = {"heads4_lowrank": {"n_heads": 4, "mix_rank": 4, "decay_rank": 8}, "heads2": {"n_heads": 2}}
 
-    def __init__(self, d_model: int, n_heads: int | None = None, mix_rank: int = 32, decay_rank: int = 64, chunk_size: int = 64):
+    def __init__(self, d_model: int, n_heads: int | None = None, mix_rank: int = 32, decay_rank: int = 64, chunk_size: int = 64,
+                 norm_eps: float = 64e-5):
         super().__init__(d_model)
         n_heads = n_heads or max(1, d_model // 64)
         check_divisible("rwkv6", "d_model", d_model, "n_heads", n_heads)
@@ -82,7 +84,7 @@ class RWKV6(Mixer):
         self.value = nn.Linear(D, D, bias=False)
         self.gate = nn.Linear(D, D, bias=False)
         self.output = nn.Linear(D, D, bias=False)
-        self.ln_x = HeadNorm(n_heads, self.head_dim, kind="layer", eps=64e-5)
+        self.ln_x = HeadNorm(n_heads, self.head_dim, kind="layer", eps=norm_eps)
         self._init_rwkv()
 
     @torch.no_grad()
