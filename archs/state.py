@@ -11,7 +11,9 @@ class MixerState:
     """Base class for a mixer's state: a small dataclass of tensors whose first dim is batch.
 
     Subclasses add tensor fields (conv window, SSM state, KV cache, ...). ``step`` and
-    ``prefill`` may update these tensors in place and always return the state.
+    ``prefill`` update these tensors in place only when ``can_update_in_place`` says so (autograd
+    off and no tensor carrying a graph); otherwise they replace them with new tensors, so gradients
+    flow through a carried state (truncated BPTT). They always return the state.
     """
 
     def tensors(self) -> list[torch.Tensor]:
@@ -27,3 +29,12 @@ class MixerState:
 
     def nbytes_per_sequence(self) -> int:
         return sum(t[0].numel() * t.element_size() for t in self.tensors())
+
+
+def can_update_in_place(*tensors: torch.Tensor | None) -> bool:
+    """True when a state may be overwritten in place: autograd is off (``torch.no_grad()`` or
+    ``torch.inference_mode()``) and none of ``tensors`` (the state and the update) carries a graph.
+
+    Otherwise an in-place write could clobber a value a backward pass still needs, so mixers update
+    their state out of place (functionally) and gradients flow through it."""
+    return not torch.is_grad_enabled() and not any(t is not None and t.requires_grad for t in tensors)

@@ -24,7 +24,7 @@ from ..mixer import Mixer, check_divisible
 from ..registry import register_mixer
 from ..rope import Rotary
 from ..short_conv import causal_conv_tokens, near_identity_conv_weight
-from ..state import MixerState
+from ..state import MixerState, can_update_in_place
 
 
 @dataclasses.dataclass
@@ -48,32 +48,37 @@ class KVCache(MixerState):
         return self.numel_per_sequence() * self.k.element_size()
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Write L new tokens (B, Hkv, L, Dh) at positions length .. length+L-1."""
+        """Write L new tokens (B, Hkv, L, Dh) at positions length .. length+L-1: in place with
+        autograd off, else into new cache tensors (gradients flow through the cache)."""
         L = k.shape[2]
         start = self.length
+        inplace = can_update_in_place(self.k, self.v, k, v)
         if self.window is not None:
             keep = min(L, self.window)  # only the last `window` tokens can ever be attended again
             positions = torch.arange(start + L - keep, start + L, device=self.pos.device)
             slots = positions % self.window
-            self.k[:, :, slots] = k[:, :, L - keep:]
-            self.v[:, :, slots] = v[:, :, L - keep:]
-            self.pos[slots] = positions
+            k, v = k[:, :, L - keep:], v[:, :, L - keep:]
         else:
             need = start + L
             if need > self.k.shape[2]:
                 self._grow(max(need, 2 * self.k.shape[2]))
-            self.k[:, :, start:need] = k
-            self.v[:, :, start:need] = v
-            self.pos[start:need] = torch.arange(start, need, device=self.pos.device)
+            positions = torch.arange(start, need, device=self.pos.device)
+            slots = slice(start, need)
+        if inplace:
+            self.k[:, :, slots] = k
+            self.v[:, :, slots] = v
+        else:
+            index = positions if self.window is None else slots
+            self.k = self.k.index_copy(2, index, k.to(self.k.dtype))
+            self.v = self.v.index_copy(2, index, v.to(self.v.dtype))
+        self.pos[slots] = positions  # (C,) long, never part of a graph
         self.length += L
 
     def _grow(self, capacity: int) -> None:
         B, H, C, Dh = self.k.shape
-        k = self.k.new_zeros(B, H, capacity, Dh)
-        v = self.v.new_zeros(B, H, capacity, Dh)
-        pos = self.pos.new_full((capacity,), -1)
-        k[:, :, :C], v[:, :, :C], pos[:C] = self.k, self.v, self.pos
-        self.k, self.v, self.pos = k, v, pos
+        pad = (0, 0, 0, capacity - C)  # zeros after the held slots (out of place: keeps the graph)
+        self.k, self.v = F.pad(self.k, pad), F.pad(self.v, pad)
+        self.pos = F.pad(self.pos, (0, capacity - C), value=-1)
 
     def held(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The filled slots: keys, values (B, Hkv, n, Dh) and their positions (n,)."""

@@ -26,7 +26,7 @@ from torch import nn
 from ..mixer import Mixer
 from ..ops.linear_rnn import linear_scan
 from ..registry import register_mixer
-from ..state import MixerState
+from ..state import MixerState, can_update_in_place
 
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
@@ -106,13 +106,21 @@ class LRU(Mixer):
 
     def _prefill(self, x: torch.Tensor, state: LRUState):
         y, h = self._run(x, torch.view_as_complex(state.h))
-        state.h.copy_(torch.view_as_real(h[:, -1]))
+        if can_update_in_place(state.h, h):
+            state.h.copy_(torch.view_as_real(h[:, -1]))
+        else:
+            state.h = torch.view_as_real(h[:, -1])
         return y, state
 
     def _step(self, x_t: torch.Tensor, state: LRUState):
         rdt = self._compute_dtype(x_t.dtype)
-        h = torch.view_as_complex(state.h)  # (B, N), a view: updated in place
-        h.mul_(self._lambda(rdt)).add_(self._input(x_t, rdt))
+        h = torch.view_as_complex(state.h)  # (B, N), a view of the state
+        u = self._input(x_t, rdt)  # (B, N)
+        if can_update_in_place(state.h, u):
+            h.mul_(self._lambda(rdt)).add_(u)
+        else:
+            h = self._lambda(rdt) * h + u
+            state.h = torch.view_as_real(h)
         return self._output(h, x_t, rdt), state
 
     def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> LRUState:
