@@ -83,8 +83,7 @@ class ShortConv(Mixer):
         super().__init__(mixer.d_model)
         self.mixer, self.conv_size = mixer, conv_size
         self.name = f"{mixer.name}+short_conv"
-        if getattr(mixer, "max_seq_len", None) is not None:  # the trainer checks it before training
-            self.max_seq_len = mixer.max_seq_len
+        self.max_seq_len = mixer.max_seq_len  # the wrapped mixer's limit (None: unbounded)
         self.conv_weight = nn.Parameter(near_identity_conv_weight(mixer.d_model, conv_size))  # (D, W)
 
     def extra_repr(self) -> str:
