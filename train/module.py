@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archs.mixer import no_weight_decay_names
+
 from .data.synthetic import IGNORE
 
 
@@ -29,22 +31,24 @@ def masked_accuracy_counts(logits: torch.Tensor, targets: torch.Tensor) -> tuple
     return int(correct.sum()), int(scored.sum())
 
 
+def no_decay_parameter_names(model: nn.Module) -> set[str]:
+    """Names (as in ``model.named_parameters()``) the optimizer must not decay: what every mixer's
+    ``no_weight_decay()`` names (A_log, D, dt_bias, decay and bonus parameters, its norms and
+    biases), the Block and LanguageModel norms and any other bias (``no_weight_decay_names``), and
+    the embeddings (with the head tied to them)."""
+    names = no_weight_decay_names(model)
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    names |= {n for n, p in model.named_parameters() if id(p) in embeddings}
+    return names
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on matrices; none on norms, biases, embeddings (and the tied head),
-    or parameters a mixer marks with ``_no_weight_decay = True`` (e.g. SSM decay rates)."""
-    no_decay_ids = set()
-    for mod in model.modules():
-        if isinstance(mod, nn.Embedding):
-            no_decay_ids.add(id(mod.weight))
-    decay, no_decay, seen = [], [], set()
-    for _, p in model.named_parameters():
-        if id(p) in seen or not p.requires_grad:
-            continue
-        seen.add(id(p))
-        if p.ndim < 2 or id(p) in no_decay_ids or getattr(p, "_no_weight_decay", False):
-            no_decay.append(p)
-        else:
-            decay.append(p)
+    """AdamW groups: ``weight_decay`` on every parameter except ``no_decay_parameter_names(model)``."""
+    skip = no_decay_parameter_names(model)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():  # each shared (tied) parameter once
+        if p.requires_grad:
+            (no_decay if name in skip else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

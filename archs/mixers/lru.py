@@ -135,3 +135,7 @@ class LRU(Mixer):
         # B x: two real (N, D) matmuls; Re(C h): two real (D, N) matmuls; gamma scale 2N;
         # complex multiply-add 8N; D skip 2D
         return 2.0 * 2 * N * D + 2.0 * 2 * D * N + 10.0 * N + 2.0 * D
+
+    def no_weight_decay(self) -> set[str]:
+        """The recurrence parameters nu_log, theta_log, gamma_log and the skip D."""
+        return super().no_weight_decay() | {"nu_log", "theta_log", "gamma_log", "D"}

@@ -165,3 +165,7 @@ class Mamba(Mixer):
         # per (channel, state): dt*A, exp, dt*x*B (2), h = dA h + dBu (2), C.h (2) -> 8; D skip + gate: 4 per channel
         scan = 8.0 * di * n + 4.0 * di
         return proj + conv + scan
+
+    def no_weight_decay(self) -> set[str]:
+        """A_log and D (as mamba_ssm), plus the default: biases (dt_proj.bias, conv_bias)."""
+        return super().no_weight_decay() | {"A_log", "D"}

@@ -170,3 +170,7 @@ class Mamba2(Mixer):
         # per (head dim, state): S = dA S + (dt x) B (2 + 1), y = S C (2); per channel: D skip, gate, norm ~ 6
         ssm = 5.0 * di * n + 6.0 * di + 4.0 * h
         return proj + conv + ssm
+
+    def no_weight_decay(self) -> set[str]:
+        """A_log, D and dt_bias (as mamba_ssm), plus the default: the gated norm, biases."""
+        return super().no_weight_decay() | {"A_log", "D", "dt_bias"}
