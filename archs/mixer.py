@@ -90,6 +90,12 @@ class Mixer(nn.Module):
     def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> MixerState:
         raise NotImplementedError
 
+    def trim_state(self, state: MixerState, keep_tokens: int) -> MixerState:
+        """Bound a carried state to what the last ``keep_tokens`` tokens put in it, for truncated
+        BPTT over an endless stream. A constant-size state (every recurrent mixer) is returned as
+        it is; a growing one (attention's KV cache) drops its older tokens."""
+        return state
+
     def state_size(self, seq_len: int) -> int:
         """Numbers held per sequence after ``seq_len`` tokens (analytic)."""
         raise NotImplementedError

@@ -109,6 +109,10 @@ class ShortConv(Mixer):
             inner=self.mixer.init_state(batch_size, device=device, dtype=dtype, max_seq_len=max_seq_len),
         )
 
+    def trim_state(self, state: ShortConvState, keep_tokens: int) -> ShortConvState:
+        state.inner = self.mixer.trim_state(state.inner, keep_tokens)
+        return state
+
     def state_size(self, seq_len: int) -> int:
         return self.d_model * (self.conv_size - 1) + self.mixer.state_size(seq_len)
 

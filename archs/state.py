@@ -30,6 +30,38 @@ class MixerState:
     def nbytes_per_sequence(self) -> int:
         return sum(t[0].numel() * t.element_size() for t in self.tensors())
 
+    def detach(self) -> "MixerState":
+        """A copy whose tensors are cut from the autograd graph (truncated BPTT carries this)."""
+        return dataclasses.replace(self, **{f.name: _detach(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+    def to_dict(self) -> dict:
+        """The fields as a plain dict of tensors, numbers and nested dicts (checkpointable with
+        ``torch.save`` and loadable with ``weights_only=True``); ``load_dict`` reverses it."""
+        return {f.name: _to_plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def load_dict(self, fields: dict) -> "MixerState":
+        """Set the fields from ``to_dict()`` output (of a state of the same mixer); returns self."""
+        names = {f.name for f in dataclasses.fields(self)}
+        if set(fields) != names:
+            raise ValueError(f"{type(self).__name__}.load_dict: expected fields {sorted(names)}, got {sorted(fields)}")
+        for name, value in fields.items():
+            current = getattr(self, name)
+            if isinstance(current, MixerState):
+                current.load_dict(value)
+            else:
+                setattr(self, name, value)
+        return self
+
+
+def _detach(v):
+    if isinstance(v, torch.Tensor):
+        return v.detach()
+    return v.detach() if isinstance(v, MixerState) else v
+
+
+def _to_plain(v):
+    return v.to_dict() if isinstance(v, MixerState) else v
+
 
 def can_update_in_place(*tensors: torch.Tensor | None) -> bool:
     """True when a state may be overwritten in place: autograd is off (``torch.no_grad()`` or

@@ -77,7 +77,7 @@ class HGRN(Mixer):
         if can_update_in_place(state.h, h):
             state.h.copy_(h[:, -1])
         else:
-            state.h = h[:, -1]
+            state.h = h[:, -1].to(state.h.dtype)
         return self._out(h, g), state
 
     def _step(self, x_t: torch.Tensor, state: HGRNState):
@@ -85,7 +85,7 @@ class HGRN(Mixer):
         if can_update_in_place(state.h, b):
             state.h.mul_(f).add_(b)
         else:
-            state.h = f * state.h + b
+            state.h = (f * state.h + b).to(state.h.dtype)
         return self._out(state.h, g), state
 
     def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> HGRNState:

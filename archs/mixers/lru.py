@@ -109,7 +109,7 @@ class LRU(Mixer):
         if can_update_in_place(state.h, h):
             state.h.copy_(torch.view_as_real(h[:, -1]))
         else:
-            state.h = torch.view_as_real(h[:, -1])
+            state.h = torch.view_as_real(h[:, -1]).to(state.h.dtype)
         return y, state
 
     def _step(self, x_t: torch.Tensor, state: LRUState):
@@ -120,7 +120,7 @@ class LRU(Mixer):
             h.mul_(self._lambda(rdt)).add_(u)
         else:
             h = self._lambda(rdt) * h + u
-            state.h = torch.view_as_real(h)
+            state.h = torch.view_as_real(h).to(state.h.dtype)
         return self._output(h, x_t, rdt), state
 
     def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> LRUState:

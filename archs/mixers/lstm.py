@@ -59,7 +59,7 @@ class LSTM(Mixer):
             state.h.copy_(h[0])
             state.c.copy_(c[0])
         else:
-            state.h, state.c = h[0], c[0]
+            state.h, state.c = h[0].to(state.h.dtype), c[0].to(state.c.dtype)
         return y
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

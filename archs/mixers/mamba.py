@@ -142,7 +142,7 @@ class Mamba(Mixer):
         if can_update_in_place(state.ssm, dBx):
             state.ssm.mul_(dA).add_(dBx)  # h = dA h + dt x B
         else:
-            state.ssm = dA * state.ssm + dBx
+            state.ssm = (dA * state.ssm + dBx).to(state.ssm.dtype)
         y = (state.ssm * Cm[:, None, :]).sum(-1) + self.D * xs  # (B, di)
         y = y * F.silu(z)
         state.seen += 1

@@ -146,7 +146,7 @@ class Mamba2(Mixer):
         if can_update_in_place(state.ssm, dBx):
             S = state.ssm.mul_(dA[:, :, None, None]).add_(dBx)
         else:
-            S = state.ssm = dA[:, :, None, None] * state.ssm + dBx
+            S = state.ssm = (dA[:, :, None, None] * state.ssm + dBx).to(state.ssm.dtype)
         y = torch.einsum("bhpn,bhn->bhp", S, Cm) + self.D[:, None] * xs  # (B, h, p)
         y = self.norm(rearrange(y, "b h p -> b (h p)"), z)
         state.seen += 1

@@ -74,7 +74,7 @@ class MinGRU(Mixer):
         if can_update_in_place(state.h, h):
             state.h.copy_(h[:, -1])
         else:
-            state.h = h[:, -1]
+            state.h = h[:, -1].to(state.h.dtype)
         return self.out_proj(h), state
 
     def _step(self, x_t: torch.Tensor, state: MinGRUState):
@@ -82,7 +82,7 @@ class MinGRU(Mixer):
         if can_update_in_place(state.h, b):
             state.h.mul_(a).add_(b)
         else:
-            state.h = a * state.h + b
+            state.h = (a * state.h + b).to(state.h.dtype)
         return self.out_proj(state.h), state
 
     def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> MinGRUState:
