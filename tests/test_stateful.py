@@ -138,3 +138,30 @@ def test_stateful_training_learns_and_the_state_matters(tmp_path, arch):
     print(f"{arch}: train loss {first:.3f} -> {last:.3f}; val loss carried {carried['loss_sum'] / carried['count']:.4f}, stateless {fresh['loss_sum'] / fresh['count']:.4f}")
     assert abs(gap) > 1e-3, f"{arch}: the carried state does not change the validation loss"
     assert s["val_loss"] == pytest.approx(carried["loss_sum"] / carried["count"], rel=1e-4)
+
+
+def test_stateful_resume_after_a_crash_continues_the_carried_state(tmp_path, monkeypatch):
+    """The carried state is in the checkpoint: a run that crashes and resumes logs the same metrics
+    as an uninterrupted one (a resumed run starting from an empty state would not)."""
+    import train.module
+    from test_train_api import _fail_at
+
+    tr, va = _corpus(tmp_path)
+    cfg = lambda root, *o: tiny_cfg(  # noqa: E731
+        root, "arch=attention", "task=text", "task.source=files", f"task.data_files={tr}", f"task.val_files={va}",
+        f"task.cache_dir={tmp_path / 'cache'}", "task.stateful=true", "task.stateful_context=24", "task.seq_len=16",
+        "batch_size=2", "budget.max_steps=8", "log_every=1", "val_every=4", "val_batches=2", *o)
+    ref = train_run(cfg(tmp_path / "ref"))
+    _fail_at(monkeypatch, 6, "crash")  # dies in step 6; last.ckpt is from step 3 (4 would do too)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_run(cfg(tmp_path / "cut", "trainer.ckpt_every=3"))
+    monkeypatch.undo()
+    assert train.module.masked_lm_loss.__name__ == "masked_lm_loss"
+    resumed = train_run(cfg(tmp_path / "cut", "trainer.ckpt_every=3"))
+    assert resumed["resumed"] and resumed["steps"] == 8
+    a = read_metrics(Path(ref["run_dir"]) / "metrics.csv")
+    b = read_metrics(Path(resumed["run_dir"]) / "metrics.csv")
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b):
+        for k in ("train_loss", "val_loss"):
+            assert ra[k] == pytest.approx(rb[k], rel=1e-6, abs=1e-7, nan_ok=True), (ra["step"], k)
