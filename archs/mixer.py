@@ -136,31 +136,32 @@ class Mixer(nn.Module):
     def _check_state(self, state, batch: int, where: str, x: torch.Tensor | None = None) -> None:
         if not isinstance(state, MixerState):
             raise TypeError(f"{self.name}.{where}: state must be a MixerState from init_state()/prefill(), got {type(state).__name__}")
-        ref = None if x is None else self._reference_state(x.dtype)
-        if ref is not None and type(state) is not type(ref):
+        ref = None if x is None else self._state_signature(x.dtype)
+        if ref is not None and type(state) is not ref[0]:
             raise TypeError(f"{self.name}.{where}: state is a {type(state).__name__} (another mixer's?) but {self.name} "
-                            f"carries a {type(ref).__name__}: pass the state this mixer's init_state()/prefill() returned")
-        if state.batch_size != batch:
-            raise ValueError(f"{self.name}.{where}: state holds batch {state.batch_size} but input has batch {batch}")
+                            f"carries a {ref[0].__name__}: pass the state this mixer's init_state()/prefill() returned")
+        held = state.tensors()
+        if held and held[0].shape[0] != batch:
+            raise ValueError(f"{self.name}.{where}: state holds batch {held[0].shape[0]} but input has batch {batch}")
         if x is None:
             return
-        held = state.tensors()
-        want = ref.tensors() if ref is not None else []
+        want = ref[1] if ref is not None else ()
         for i, t in enumerate(held):
             if t.device != x.device:
                 raise ValueError(f"{self.name}.{where}: state tensor {i} is on {t.device} but the input is on {x.device}; "
                                  "build the state on the input's device (init_state(..., device=x.device))")
-            if i < len(want) and t.dtype != want[i].dtype:
+            if i < len(want) and t.dtype != want[i]:
                 raise TypeError(f"{self.name}.{where}: state tensor {i} has dtype {t.dtype} but for {x.dtype} input this mixer "
-                                f"carries {want[i].dtype}; build the state with init_state(..., dtype=x.dtype)")
+                                f"carries {want[i]}; build the state with init_state(..., dtype=x.dtype)")
 
-    def _reference_state(self, dtype: torch.dtype) -> MixerState | None:
-        """An empty state (batch 0) as ``init_state`` builds it for ``dtype`` input: the class and
-        tensor dtypes a passed state must have. Cached per dtype; None if init_state(0) fails."""
-        cache = self.__dict__.setdefault("_reference_states", {})
+    def _state_signature(self, dtype: torch.dtype) -> tuple[type, tuple[torch.dtype, ...]] | None:
+        """(state class, dtypes of its tensors) of what ``init_state`` builds for ``dtype`` input:
+        what a passed state must match. Cached per dtype; None if init_state(0) fails."""
+        cache = self.__dict__.setdefault("_state_signatures", {})
         if dtype not in cache:
             try:
-                cache[dtype] = self.init_state(0, device="cpu", dtype=dtype)
+                ref = self.init_state(0, device="cpu", dtype=dtype)
+                cache[dtype] = (type(ref), tuple(t.dtype for t in ref.tensors()))
             except Exception:  # noqa: BLE001 - a mixer that cannot build an empty state is only not checked
                 cache[dtype] = None
         return cache[dtype]
