@@ -145,7 +145,8 @@ class Mixer(nn.Module):
             raise ValueError(f"{self.name}.{where}: state holds batch {held[0].shape[0]} but input has batch {batch}")
         if x is None:
             return
-        want = ref[1] if ref is not None else ()
+        # under autocast the input's dtype is autocast's choice, not the state's: dtypes are not compared
+        want = ref[1] if ref is not None and not torch.is_autocast_enabled(x.device.type) else ()
         for i, t in enumerate(held):
             if t.device != x.device:
                 raise ValueError(f"{self.name}.{where}: state tensor {i} is on {t.device} but the input is on {x.device}; "

@@ -165,3 +165,19 @@ def test_stateful_resume_after_a_crash_continues_the_carried_state(tmp_path, mon
     for ra, rb in zip(a, b):
         for k in ("train_loss", "val_loss"):
             assert ra[k] == pytest.approx(rb[k], rel=1e-6, abs=1e-7, nan_ok=True), (ra["step"], k)
+
+
+@pytest.mark.parametrize("name,kw", CASES)
+def test_carried_state_under_autocast(name, kw):
+    """bf16-mixed training carries fp32 states through autocast (whose matmuls hand mixers bf16):
+    forward, prefill after prefill and a step run and keep the state's dtype."""
+    m = _build(name, kw, torch.float32).train()
+    x = torch.randn(2, 9, D)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(x)
+        _, st = m.prefill(x[:, :5])
+        dtypes = [t.dtype for t in st.tensors()]
+        _, st = m.prefill(x[:, 5:8], st.detach())
+        y_t, st = m.step(x[:, 8], st)
+    assert torch.isfinite(y.float()).all() and torch.isfinite(y_t.float()).all()
+    assert [t.dtype for t in st.tensors()] == dtypes == [t.dtype for t in m.init_state(2).tensors()]

@@ -85,10 +85,11 @@ class LRU(Mixer):
         return torch.polar(torch.exp(-torch.exp(self.nu_log.to(rdt))), torch.exp(self.theta_log.to(rdt)))
 
     def _input(self, x: torch.Tensor, rdt: torch.dtype) -> torch.Tensor:
-        """x (..., D) -> gamma * B x (..., N) complex."""
+        """x (..., D) -> gamma * B x (..., N) complex (in ``rdt``: autocast would hand torch.complex bf16 parts)."""
         x = x.to(rdt)
         gamma = torch.exp(self.gamma_log.to(rdt))  # (N,)
-        return torch.complex(x @ self.B_re.to(rdt).T, x @ self.B_im.to(rdt).T) * gamma
+        with torch.autocast(x.device.type, enabled=False):
+            return torch.complex(x @ self.B_re.to(rdt).T, x @ self.B_im.to(rdt).T) * gamma
 
     def _output(self, h: torch.Tensor, x: torch.Tensor, rdt: torch.dtype) -> torch.Tensor:
         """h (..., N) complex, x (..., D) -> Re(C h) + D x in x's dtype."""
