@@ -145,13 +145,13 @@ class Mixer(nn.Module):
             raise ValueError(f"{self.name}.{where}: state holds batch {held[0].shape[0]} but input has batch {batch}")
         if x is None:
             return
-        # under autocast the input's dtype is autocast's choice, not the state's: dtypes are not compared
-        want = ref[1] if ref is not None and not torch.is_autocast_enabled(x.device.type) else ()
+        want, device = (ref[1] if ref is not None else ()), x.device
         for i, t in enumerate(held):
-            if t.device != x.device:
-                raise ValueError(f"{self.name}.{where}: state tensor {i} is on {t.device} but the input is on {x.device}; "
+            if t.device != device:
+                raise ValueError(f"{self.name}.{where}: state tensor {i} is on {t.device} but the input is on {device}; "
                                  "build the state on the input's device (init_state(..., device=x.device))")
-            if i < len(want) and t.dtype != want[i]:
+            # under autocast the input's dtype is autocast's choice, not the state's: no dtype error
+            if i < len(want) and t.dtype != want[i] and not torch.is_autocast_enabled(x.device.type):
                 raise TypeError(f"{self.name}.{where}: state tensor {i} has dtype {t.dtype} but for {x.dtype} input this mixer "
                                 f"carries {want[i]}; build the state with init_state(..., dtype=x.dtype)")
 

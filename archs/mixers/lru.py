@@ -86,10 +86,12 @@ class LRU(Mixer):
 
     def _input(self, x: torch.Tensor, rdt: torch.dtype) -> torch.Tensor:
         """x (..., D) -> gamma * B x (..., N) complex (in ``rdt``: autocast would hand torch.complex bf16 parts)."""
+        if torch.is_autocast_enabled(x.device.type):  # (entering the context costs time on every step)
+            with torch.autocast(x.device.type, enabled=False):
+                return self._input(x, rdt)
         x = x.to(rdt)
         gamma = torch.exp(self.gamma_log.to(rdt))  # (N,)
-        with torch.autocast(x.device.type, enabled=False):
-            return torch.complex(x @ self.B_re.to(rdt).T, x @ self.B_im.to(rdt).T) * gamma
+        return torch.complex(x @ self.B_re.to(rdt).T, x @ self.B_im.to(rdt).T) * gamma
 
     def _output(self, h: torch.Tensor, x: torch.Tensor, rdt: torch.dtype) -> torch.Tensor:
         """h (..., N) complex, x (..., D) -> Re(C h) + D x in x's dtype."""
