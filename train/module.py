@@ -61,6 +61,12 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _tensors_to(fields: dict, device) -> dict:
+    """A ``MixerState.to_dict()`` dict with every tensor (nested ones too) moved to ``device``."""
+    return {k: _tensors_to(v, device) if isinstance(v, dict) else v.to(device) if isinstance(v, torch.Tensor) else v
+            for k, v in fields.items()}
+
+
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
     """LR multiplier: linear warmup from 1/warmup to 1 over ``warmup_steps``, then cosine to ``min_ratio``."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -104,7 +110,8 @@ class LMModule(L.LightningModule):
             return self.model(inputs), targets
         inputs, targets, reset = batch  # (B, L), (B, L), (B,)
         if self._carried is None and self._carried_saved is not None and not bool(reset.any()):
-            self._carried = [st.load_dict(d) for st, d in zip(self.model.init_state(inputs.shape[0]), self._carried_saved)]
+            saved = [_tensors_to(d, inputs.device) for d in self._carried_saved]  # checkpoints load on the CPU
+            self._carried = [st.load_dict(d) for st, d in zip(self.model.init_state(inputs.shape[0]), saved)]
         self._carried_saved = None
         logits, self._carried = self._prefill_carried(inputs, reset, self._carried)
         return logits, targets
