@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .mixer import Mixer
-from .ops.conv1d import causal_conv1d, causal_conv1d_step
+from .ops.conv1d import causal_conv1d, causal_conv1d_step_state
 from .state import MixerState
 
 
@@ -39,13 +39,14 @@ def causal_conv_tokens(x: torch.Tensor, weight: torch.Tensor, window: torch.Tens
 
     Without ``window`` the sequence starts at position 0 and the returned window is None. With
     ``window`` (B, C, W-1), the last inputs before x, the conv continues from it and returns the
-    new window (one token: ``window`` is updated in place). y is contiguous: SDPA and the scans
+    new window (one token with autograd off: ``window`` updated in place). y is contiguous: SDPA and the scans
     run several times slower on the strided view the transposes would leave.
     """
     if window is None:
         y = causal_conv1d(x.transpose(1, 2), weight)  # (B, C, L)
     elif x.shape[1] == 1:  # decode
-        y = causal_conv1d_step(x[:, 0], window, weight)[:, :, None]  # (B, C, 1)
+        y, window = causal_conv1d_step_state(x[:, 0], window, weight)
+        y = y[:, :, None]  # (B, C, 1)
     else:
         y, new = causal_conv1d(x.transpose(1, 2), weight, initial_states=window, return_final_states=True)
         window = new.to(window.dtype)
@@ -82,8 +83,7 @@ class ShortConv(Mixer):
         super().__init__(mixer.d_model)
         self.mixer, self.conv_size = mixer, conv_size
         self.name = f"{mixer.name}+short_conv"
-        if getattr(mixer, "max_seq_len", None) is not None:  # the trainer checks it before training
-            self.max_seq_len = mixer.max_seq_len
+        self.max_seq_len = mixer.max_seq_len  # the wrapped mixer's limit (None: unbounded)
         self.conv_weight = nn.Parameter(near_identity_conv_weight(mixer.d_model, conv_size))  # (D, W)
 
     def extra_repr(self) -> str:
@@ -108,6 +108,10 @@ class ShortConv(Mixer):
             conv=torch.zeros(batch_size, self.d_model, self.conv_size - 1, device=device, dtype=dtype),
             inner=self.mixer.init_state(batch_size, device=device, dtype=dtype, max_seq_len=max_seq_len),
         )
+
+    def trim_state(self, state: ShortConvState, keep_tokens: int) -> ShortConvState:
+        state.inner = self.mixer.trim_state(state.inner, keep_tokens)
+        return state
 
     def state_size(self, seq_len: int) -> int:
         return self.d_model * (self.conv_size - 1) + self.mixer.state_size(seq_len)

@@ -142,7 +142,8 @@ def _train_locked(plan: dict, rdir: Path) -> dict:
 
     steps, tps = d["steps"], d["tokens_per_step"]
     lit = LMModule(model, lr=float(c["lr"]), weight_decay=float(c["weight_decay"]),
-                   warmup_steps=int(c["warmup_frac"] * steps), total_steps=steps, min_lr_ratio=float(c["min_lr_ratio"]))
+                   warmup_steps=int(c["warmup_frac"] * steps), total_steps=steps, min_lr_ratio=float(c["min_lr_ratio"]),
+                   stateful=bool(getattr(task, "stateful", False)), carry_tokens=getattr(task, "stateful_context", None) or c["seq_len"])
     dm = TaskDataModule(task, c["batch_size"], c["seq_len"], int(c["seed"]), c["val_batches"])
     tr = c["trainer"]
     metrics = MetricsLogger(rdir / "metrics.csv", c["log_every"], c["val_every"], steps, tps,

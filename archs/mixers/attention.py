@@ -24,7 +24,7 @@ from ..mixer import Mixer, check_divisible
 from ..registry import register_mixer
 from ..rope import Rotary
 from ..short_conv import causal_conv_tokens, near_identity_conv_weight
-from ..state import MixerState
+from ..state import MixerState, can_update_in_place
 
 
 @dataclasses.dataclass
@@ -34,13 +34,14 @@ class KVCache(MixerState):
     pos: torch.Tensor  # (C,) long: absolute position held in each slot, -1 = empty
     length: int = 0  # tokens seen so far
     window: int | None = None  # ring buffer of `window` slots when set
+    first: int = 0  # absolute position held in slot 0 (> 0 once ``keep_last`` dropped older tokens)
     conv: torch.Tensor | None = None  # (B, (H + 2 Hkv) Dh, conv_size - 1) short-conv window, or None
 
     def tensors(self) -> list[torch.Tensor]:
         return [self.k, self.v] + ([] if self.conv is None else [self.conv])
 
     def numel_per_sequence(self) -> int:
-        held = self.length if self.window is None else min(self.length, self.window)
+        held = self.length - self.first if self.window is None else min(self.length, self.window)
         conv = 0 if self.conv is None else self.conv[0].numel()
         return 2 * self.k.shape[1] * held * self.k.shape[3] + conv
 
@@ -48,37 +49,55 @@ class KVCache(MixerState):
         return self.numel_per_sequence() * self.k.element_size()
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Write L new tokens (B, Hkv, L, Dh) at positions length .. length+L-1."""
+        """Write L new tokens (B, Hkv, L, Dh) at positions length .. length+L-1: in place with
+        autograd off, else into new cache tensors (gradients flow through the cache)."""
         L = k.shape[2]
         start = self.length
+        inplace = can_update_in_place(self.k, self.v, k, v)
         if self.window is not None:
             keep = min(L, self.window)  # only the last `window` tokens can ever be attended again
             positions = torch.arange(start + L - keep, start + L, device=self.pos.device)
             slots = positions % self.window
-            self.k[:, :, slots] = k[:, :, L - keep:]
-            self.v[:, :, slots] = v[:, :, L - keep:]
-            self.pos[slots] = positions
+            k, v = k[:, :, L - keep:], v[:, :, L - keep:]
         else:
-            need = start + L
+            lo, need = start - self.first, start - self.first + L  # slots of the new tokens
             if need > self.k.shape[2]:
                 self._grow(max(need, 2 * self.k.shape[2]))
-            self.k[:, :, start:need] = k
-            self.v[:, :, start:need] = v
-            self.pos[start:need] = torch.arange(start, need, device=self.pos.device)
+            positions = torch.arange(start, start + L, device=self.pos.device)
+            slots = slice(lo, need)
+        if inplace:
+            self.k[:, :, slots] = k
+            self.v[:, :, slots] = v
+        else:
+            index = positions - self.first if self.window is None else slots
+            self.k = self.k.index_copy(2, index, k.to(self.k.dtype))
+            self.v = self.v.index_copy(2, index, v.to(self.v.dtype))
+            self.pos = self.pos.clone()  # out of place too: a detached copy of this state may share it
+        self.pos[slots] = positions  # (C,) long, never part of a graph
         self.length += L
 
     def _grow(self, capacity: int) -> None:
         B, H, C, Dh = self.k.shape
-        k = self.k.new_zeros(B, H, capacity, Dh)
-        v = self.v.new_zeros(B, H, capacity, Dh)
-        pos = self.pos.new_full((capacity,), -1)
-        k[:, :, :C], v[:, :, :C], pos[:C] = self.k, self.v, self.pos
-        self.k, self.v, self.pos = k, v, pos
+        pad = (0, 0, 0, capacity - C)  # zeros after the held slots (out of place: keeps the graph)
+        self.k, self.v = F.pad(self.k, pad), F.pad(self.v, pad)
+        self.pos = F.pad(self.pos, (0, capacity - C), value=-1)
 
     def held(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The filled slots: keys, values (B, Hkv, n, Dh) and their positions (n,)."""
-        n = self.length if self.window is None else min(self.length, self.window)
+        n = self.length - self.first if self.window is None else min(self.length, self.window)
         return self.k[:, :, :n], self.v[:, :, :n], self.pos[:n]
+
+    def keep_last(self, n: int) -> None:
+        """Drop all but the last ``n`` tokens (a sliding-window ring buffer never holds more than
+        ``window``: it is left as it is). Positions stay absolute, so RoPE and the causal mask hold."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"KVCache.keep_last: n must be a positive int, got {n!r}")
+        held = self.length - self.first
+        if self.window is not None or held <= n:
+            return
+        drop = held - n
+        self.k, self.v, self.pos = self.k[:, :, drop:held], self.v[:, :, drop:held], self.pos[drop:held]
+        self.first += drop
 
 
 @register_mixer("attention")
@@ -228,6 +247,12 @@ class Attention(Mixer):
             window=self.window,
             conv=None if self.conv_size is None else torch.zeros(batch_size, self._qkv_width(), self.conv_size - 1, device=device, dtype=dtype),
         )
+
+    def trim_state(self, state: KVCache, keep_tokens: int) -> KVCache:
+        """Keep the last ``keep_tokens`` keys and values (truncated BPTT over a stream: each token
+        then attends to at most ``keep_tokens`` carried tokens plus its own window's)."""
+        state.keep_last(keep_tokens)
+        return state
 
     def state_size(self, seq_len: int) -> int:
         held = seq_len if self.window is None else min(seq_len, self.window)

@@ -22,7 +22,7 @@ from einops import rearrange
 from torch import nn
 
 from ..mixer import Mixer, check_divisible
-from ..ops.conv1d import causal_conv1d, causal_conv1d_step
+from ..ops.conv1d import causal_conv1d, causal_conv1d_step_state
 from ..ops.delta_rule import chunk_delta_rule
 from ..registry import register_mixer
 from ._linear_attn import HeadNorm, MatrixState, chunked_attn_flops
@@ -104,7 +104,7 @@ class DeltaNet(Mixer):
         return self._out(o, x), state
 
     def _step(self, x_t: torch.Tensor, state: DeltaNetState):
-        qkv = causal_conv1d_step(self.qkv_proj(x_t), state.conv, self.conv_weight, activation="silu")  # (B, 3D), conv updated in place
+        qkv, state.conv = causal_conv1d_step_state(self.qkv_proj(x_t), state.conv, self.conv_weight, activation="silu")  # (B, 3D)
         dt = state.S.dtype
         q, k, v, beta = (t[:, 0].to(dt) for t in self._heads(qkv[:, None], x_t[:, None]))  # (B, H, K|V), (B, H)
         S = state.S

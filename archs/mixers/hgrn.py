@@ -26,7 +26,7 @@ from ..layers import GatedRMSNorm
 from ..mixer import Mixer
 from ..ops.linear_rnn import linear_scan
 from ..registry import register_mixer
-from ..state import MixerState
+from ..state import MixerState, can_update_in_place
 
 
 @dataclasses.dataclass
@@ -75,12 +75,18 @@ class HGRN(Mixer):
     def _prefill(self, x: torch.Tensor, state: HGRNState):
         f, b, g = self._gates(x)
         h = linear_scan(f, b, state.h)  # (B, L, D)
-        state.h.copy_(h[:, -1])
+        if can_update_in_place(state.h, h):
+            state.h.copy_(h[:, -1])
+        else:
+            state.h = h[:, -1].to(state.h.dtype)
         return self._out(h, g), state
 
     def _step(self, x_t: torch.Tensor, state: HGRNState):
         f, b, g = self._gates(x_t)  # (B, D)
-        state.h.mul_(f).add_(b)
+        if can_update_in_place(state.h, b):
+            state.h.mul_(f).add_(b)
+        else:
+            state.h = (f * state.h + b).to(state.h.dtype)
         return self._out(state.h, g), state
 
     def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> HGRNState:

@@ -26,7 +26,7 @@ from torch import nn
 from ..mixer import Mixer
 from ..ops.linear_rnn import linear_scan
 from ..registry import register_mixer
-from ..state import MixerState
+from ..state import MixerState, can_update_in_place
 
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
@@ -85,7 +85,10 @@ class LRU(Mixer):
         return torch.polar(torch.exp(-torch.exp(self.nu_log.to(rdt))), torch.exp(self.theta_log.to(rdt)))
 
     def _input(self, x: torch.Tensor, rdt: torch.dtype) -> torch.Tensor:
-        """x (..., D) -> gamma * B x (..., N) complex."""
+        """x (..., D) -> gamma * B x (..., N) complex (in ``rdt``: autocast would hand torch.complex bf16 parts)."""
+        if torch.is_autocast_enabled(x.device.type):  # (entering the context costs time on every step)
+            with torch.autocast(x.device.type, enabled=False):
+                return self._input(x, rdt)
         x = x.to(rdt)
         gamma = torch.exp(self.gamma_log.to(rdt))  # (N,)
         return torch.complex(x @ self.B_re.to(rdt).T, x @ self.B_im.to(rdt).T) * gamma
@@ -106,13 +109,21 @@ class LRU(Mixer):
 
     def _prefill(self, x: torch.Tensor, state: LRUState):
         y, h = self._run(x, torch.view_as_complex(state.h))
-        state.h.copy_(torch.view_as_real(h[:, -1]))
+        if can_update_in_place(state.h, h):
+            state.h.copy_(torch.view_as_real(h[:, -1]))
+        else:
+            state.h = torch.view_as_real(h[:, -1]).to(state.h.dtype)
         return y, state
 
     def _step(self, x_t: torch.Tensor, state: LRUState):
         rdt = self._compute_dtype(x_t.dtype)
-        h = torch.view_as_complex(state.h)  # (B, N), a view: updated in place
-        h.mul_(self._lambda(rdt)).add_(self._input(x_t, rdt))
+        h = torch.view_as_complex(state.h)  # (B, N), a view of the state
+        u = self._input(x_t, rdt)  # (B, N)
+        if can_update_in_place(state.h, u):
+            h.mul_(self._lambda(rdt)).add_(u)
+        else:
+            h = self._lambda(rdt) * h + u
+            state.h = torch.view_as_real(h).to(state.h.dtype)
         return self._output(h, x_t, rdt), state
 
     def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> LRUState:
@@ -127,3 +138,7 @@ class LRU(Mixer):
         # B x: two real (N, D) matmuls; Re(C h): two real (D, N) matmuls; gamma scale 2N;
         # complex multiply-add 8N; D skip 2D
         return 2.0 * 2 * N * D + 2.0 * 2 * D * N + 10.0 * N + 2.0 * D
+
+    def no_weight_decay(self) -> set[str]:
+        """The recurrence parameters nu_log, theta_log, gamma_log and the skip D."""
+        return super().no_weight_decay() | {"nu_log", "theta_log", "gamma_log", "D"}

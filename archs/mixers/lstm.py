@@ -16,7 +16,7 @@ from torch import nn
 
 from ..mixer import Mixer
 from ..registry import register_mixer
-from ..state import MixerState
+from ..state import MixerState, can_update_in_place
 
 
 @dataclasses.dataclass
@@ -53,10 +53,13 @@ class LSTM(Mixer):
         return y if self.out_proj is None else self.out_proj(y)
 
     def _run(self, x: torch.Tensor, state: LSTMState) -> torch.Tensor:
-        """x (B, L, D) from ``state`` -> y (B, L, H); updates state in place."""
+        """x (B, L, D) from ``state`` -> y (B, L, H); updates the state (in place with autograd off)."""
         y, (h, c) = self.lstm(x, (state.h[None].contiguous(), state.c[None].contiguous()))  # h, c (1, B, H)
-        state.h.copy_(h[0])
-        state.c.copy_(c[0])
+        if can_update_in_place(state.h, state.c, h, c):
+            state.h.copy_(h[0])
+            state.c.copy_(c[0])
+        else:
+            state.h, state.c = h[0].to(state.h.dtype), c[0].to(state.c.dtype)
         return y
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,10 +19,10 @@ from einops import rearrange
 from torch import nn
 
 from ..mixer import Mixer
-from ..ops.conv1d import causal_conv1d, causal_conv1d_step
+from ..ops.conv1d import causal_conv1d, causal_conv1d_step_state
 from ..ops.selective_scan import selective_scan
 from ..registry import register_mixer
-from ..state import MixerState
+from ..state import MixerState, can_update_in_place
 
 
 @dataclasses.dataclass
@@ -116,8 +116,11 @@ class Mamba(Mixer):
                              initial_state=None if fresh else state.ssm)
         if state is not None:
             out, last = out
-            state.conv.copy_(conv_last)
-            state.ssm.copy_(last)
+            if can_update_in_place(state.conv, state.ssm, last):
+                state.conv.copy_(conv_last)
+                state.ssm.copy_(last)
+            else:
+                state.conv, state.ssm = conv_last.to(state.conv.dtype), last.to(state.ssm.dtype)
             state.seen += x.shape[1]
         return self.out_proj(rearrange(out, "b e l -> b l e"))
 
@@ -130,12 +133,16 @@ class Mamba(Mixer):
     # ---- the recurrent path --------------------------------------------------------------
     def _step(self, x_t: torch.Tensor, state: MambaState):
         xs, z = self.in_proj(x_t).chunk(2, dim=-1)  # (B, di) each
-        xs = causal_conv1d_step(xs, state.conv, self.conv_weight, self.conv_bias, "silu")  # (B, di)
+        xs, state.conv = causal_conv1d_step_state(xs, state.conv, self.conv_weight, self.conv_bias, "silu")  # (B, di)
         dt, Bm, Cm = torch.split(self.x_proj(xs), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.softplus(self.dt_proj(dt))  # (B, di)
         A = -torch.exp(self.A_log.to(state.ssm.dtype))  # (di, n)
         dA = torch.exp(dt[:, :, None] * A)  # (B, di, n)
-        state.ssm.mul_(dA).add_((dt * xs)[:, :, None] * Bm[:, None, :])  # h = dA h + dt x B
+        dBx = (dt * xs)[:, :, None] * Bm[:, None, :]  # (B, di, n)
+        if can_update_in_place(state.ssm, dBx):
+            state.ssm.mul_(dA).add_(dBx)  # h = dA h + dt x B
+        else:
+            state.ssm = (dA * state.ssm + dBx).to(state.ssm.dtype)
         y = (state.ssm * Cm[:, None, :]).sum(-1) + self.D * xs  # (B, di)
         y = y * F.silu(z)
         state.seen += 1
@@ -158,3 +165,7 @@ class Mamba(Mixer):
         # per (channel, state): dt*A, exp, dt*x*B (2), h = dA h + dBu (2), C.h (2) -> 8; D skip + gate: 4 per channel
         scan = 8.0 * di * n + 4.0 * di
         return proj + conv + scan
+
+    def no_weight_decay(self) -> set[str]:
+        """A_log and D (as mamba_ssm), plus the default: biases (dt_proj.bias, conv_bias)."""
+        return super().no_weight_decay() | {"A_log", "D"}

@@ -21,10 +21,10 @@ from torch import nn
 
 from ..layers import GatedRMSNorm
 from ..mixer import Mixer, check_divisible
-from ..ops.conv1d import causal_conv1d, causal_conv1d_step
+from ..ops.conv1d import causal_conv1d, causal_conv1d_step_state
 from ..ops.ssd import ssd
 from ..registry import register_mixer
-from ..state import MixerState
+from ..state import MixerState, can_update_in_place
 from .mamba import conv_init_, init_dt_bias
 
 
@@ -126,8 +126,11 @@ class Mamba2(Mixer):
                 initial_states=None if fresh else state.ssm, return_final_states=state is not None)
         if state is not None:
             y, last = y
-            state.conv.copy_(conv_last)
-            state.ssm.copy_(last)
+            if can_update_in_place(state.conv, state.ssm, last):
+                state.conv.copy_(conv_last)
+                state.ssm.copy_(last)
+            else:
+                state.conv, state.ssm = conv_last.to(state.conv.dtype), last.to(state.ssm.dtype)
             state.seen += x.shape[1]
         y = self.norm(rearrange(y, "b l h p -> b l (h p)").to(x.dtype), z)
         return self.out_proj(y)
@@ -146,7 +149,7 @@ class Mamba2(Mixer):
     # ---- the recurrent path --------------------------------------------------------------
     def _step(self, x_t: torch.Tensor, state: Mamba2State):
         z, xBC, dt = self._split(self.in_proj(x_t))  # (B, di), (B, conv_dim), (B, h)
-        xBC = causal_conv1d_step(xBC, state.conv, self.conv_weight, self.conv_bias, "silu")
+        xBC, state.conv = causal_conv1d_step_state(xBC, state.conv, self.conv_weight, self.conv_bias, "silu")
         gn = self.n_groups * self.d_state
         xs, Bm, Cm = torch.split(xBC, [self.d_inner, gn, gn], dim=-1)
         r = self.n_heads // self.n_groups
@@ -156,8 +159,11 @@ class Mamba2(Mixer):
         dt = self._dt(dt)  # (B, h)
         A = -torch.exp(self.A_log.to(state.ssm.dtype))
         dA = torch.exp(dt * A)  # (B, h)
-        S = state.ssm  # (B, h, p, n)
-        S.mul_(dA[:, :, None, None]).add_((dt[:, :, None] * xs)[..., None] * Bm[:, :, None, :])
+        dBx = (dt[:, :, None] * xs)[..., None] * Bm[:, :, None, :]  # (B, h, p, n)
+        if can_update_in_place(state.ssm, dBx):
+            S = state.ssm.mul_(dA[:, :, None, None]).add_(dBx)
+        else:
+            S = state.ssm = (dA[:, :, None, None] * state.ssm + dBx).to(state.ssm.dtype)
         y = torch.einsum("bhpn,bhn->bhp", S, Cm) + self.D[:, None] * xs  # (B, h, p)
         y = self.norm(rearrange(y, "b h p -> b (h p)"), z)
         state.seen += 1
@@ -181,3 +187,7 @@ class Mamba2(Mixer):
         # per (head dim, state): S = dA S + (dt x) B (2 + 1), y = S C (2); per channel: D skip, gate, norm ~ 6
         ssm = 5.0 * di * n + 6.0 * di + 4.0 * h
         return proj + conv + ssm
+
+    def no_weight_decay(self) -> set[str]:
+        """A_log, D and dt_bias (as mamba_ssm), plus the default: the gated norm, biases."""
+        return super().no_weight_decay() | {"A_log", "D", "dt_bias"}

@@ -23,7 +23,7 @@ from torch import nn
 from ..mixer import Mixer
 from ..ops.linear_rnn import linear_scan
 from ..registry import register_mixer
-from ..state import MixerState
+from ..state import MixerState, can_update_in_place
 
 
 @dataclasses.dataclass
@@ -71,12 +71,18 @@ class MinGRU(Mixer):
     def _prefill(self, x: torch.Tensor, state: MinGRUState):
         a, b = self._coeffs(x)
         h = linear_scan(a, b, state.h)  # (B, L, H)
-        state.h.copy_(h[:, -1])
+        if can_update_in_place(state.h, h):
+            state.h.copy_(h[:, -1])
+        else:
+            state.h = h[:, -1].to(state.h.dtype)
         return self.out_proj(h), state
 
     def _step(self, x_t: torch.Tensor, state: MinGRUState):
         a, b = self._coeffs(x_t)  # (B, H)
-        state.h.mul_(a).add_(b)
+        if can_update_in_place(state.h, b):
+            state.h.mul_(a).add_(b)
+        else:
+            state.h = (a * state.h + b).to(state.h.dtype)
         return self.out_proj(state.h), state
 
     def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> MinGRUState:

@@ -170,3 +170,8 @@ class RWKV6(Mixer):
         lora = 2.0 * D * 5 * R + 2.0 * 5 * R * D + 2.0 * D * Rd + 2.0 * Rd * D  # ddlerp and decay
         bonus = 4.0 * D
         return proj + lora + bonus + chunked_attn_flops(seq_len, self.n_heads, self.head_dim, self.head_dim, self.chunk_size)
+
+    def no_weight_decay(self) -> set[str]:
+        """The token-shift mix coefficients (maa_x, maa), the decay base and the bonus u (RWKV-LM keeps
+        them out of weight decay), plus the default: the head norm ln_x."""
+        return super().no_weight_decay() | {"maa_x", "maa", "decay", "bonus"}

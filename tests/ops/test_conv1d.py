@@ -65,3 +65,35 @@ def test_bad_input_errors():
         causal_conv1d(x, torch.randn(4, 4), initial_states=torch.zeros(2, 4, 4))
     with pytest.raises(ValueError, match="conv_state"):
         causal_conv1d_step(x[:, :, 0], torch.zeros(2, 4, 2), torch.randn(4, 4))
+
+
+@pytest.mark.parametrize("W,state_len", [(4, 3), (4, 5), (1, 0)])
+def test_step_state_out_of_place_matches_full_in_values_and_gradients(W, state_len):
+    """causal_conv1d_step_state with autograd on rebuilds the window (no in-place write): token by
+    token it equals the full conv, and so do the gradients of x, weight and bias; with autograd
+    off it is the in-place causal_conv1d_step."""
+    from archs.ops.conv1d import causal_conv1d_step_state
+
+    torch.manual_seed(0)
+    B, D, L = 2, 5, 9
+    x = torch.randn(B, D, L, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(D, W, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(D, dtype=torch.float64, requires_grad=True)
+    full = causal_conv1d_ref(x, w, b, "silu")
+    state, ys = x.new_zeros(B, D, state_len), []
+    for t in range(L):
+        y, new = causal_conv1d_step_state(x[:, :, t], state, w, b, "silu")
+        assert new is not state and new.shape == state.shape
+        ys.append(y)
+        state = new
+    steps = torch.stack(ys, 2)
+    _close(steps, full, torch.float64)
+    dy = torch.randn_like(full)
+    g_steps = torch.autograd.grad((steps * dy).sum(), [x, w, b])
+    g_full = torch.autograd.grad((full * dy).sum(), [x, w, b])
+    for a, r in zip(g_steps, g_full):
+        _close(a, r, torch.float64)
+    with torch.no_grad():
+        st = torch.zeros(B, D, state_len, dtype=torch.float64)
+        y, same = causal_conv1d_step_state(x.detach()[:, :, 0], st, w, b, "silu")
+    assert same is st and torch.equal(y, full[:, :, 0].detach())

@@ -23,7 +23,10 @@ def derive_seed(*parts) -> int:
 
 
 def train_batch(task, batch_size: int, seq_len: int, seed: int, step: int) -> dict[str, torch.Tensor]:
-    """The global training batch of ``step``: inputs, targets (batch_size, seq_len)."""
+    """The global training batch of ``step``: inputs, targets (batch_size, seq_len) [, reset (batch_size,)
+    for a stateful task: consecutive windows per row, the model's state carried between steps]."""
+    if getattr(task, "stateful", False):
+        return task.stream_train_batch(batch_size, seq_len, seed, step)
     s = derive_seed(seed, "train", step)
     if getattr(task, "synthetic", False):
         return task.generate(batch_size, seq_len, s)
@@ -34,6 +37,8 @@ def val_batch(task, batch_size: int, seq_len: int, seed: int, index: int) -> dic
     """Validation batch ``index`` (fixed for a seed; disjoint stream from training)."""
     if getattr(task, "synthetic", False):
         return task.generate(batch_size, seq_len, derive_seed(seed, "val", index))
+    if getattr(task, "stateful", False):
+        return task.stream_val_batch(batch_size, seq_len, index)
     return task.val_batch(batch_size, seq_len, index)
 
 
@@ -42,6 +47,11 @@ def rank_slice(batch: dict[str, torch.Tensor], rank: int, world: int) -> dict[st
         return batch
     n = batch["inputs"].shape[0] // world
     return {k: v[rank * n : (rank + 1) * n] for k, v in batch.items()}
+
+
+def as_tuple(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """(inputs, targets) or, for a stateful task, (inputs, targets, reset)."""
+    return tuple(batch[k] for k in ("inputs", "targets", "reset") if k in batch)
 
 
 class StepBatches(IterableDataset):
@@ -54,7 +64,7 @@ class StepBatches(IterableDataset):
     def __iter__(self):
         for step in itertools.count(self.start_step):
             b = rank_slice(train_batch(self.task, self.batch_size, self.seq_len, self.seed, step), self.rank, self.world)
-            yield b["inputs"], b["targets"]
+            yield as_tuple(b)
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -81,5 +91,5 @@ class TaskDataModule(L.LightningDataModule):
             self._val = []
             for i in range(self.n_val):
                 b = rank_slice(val_batch(self.task, self.batch_size, self.seq_len, self.seed, i), rank, world)
-                self._val.append((b["inputs"], b["targets"]))
+                self._val.append(as_tuple(b))
         return self._val

@@ -16,6 +16,14 @@ Tokenizer: bytes (vocab 256): text files are read as bytes, never decoded. Docum
 with a newline into one stream per split;
 training windows start at offsets drawn from (seed, step), validation windows tile the val
 stream from the start.
+
+Stateful (``stateful=True``, truncated BPTT): each split's stream is cut into ``batch_size``
+contiguous segments, one per batch row, and step ``i`` of an epoch reads the ``i``-th window of
+``seq_len`` tokens of every segment, so a row's windows are consecutive text and the trainer carries
+the model's state (detached) from one step to the next. Batches then also hold ``reset`` (B,) bool,
+True at the first window of an epoch (the state starts empty there). Training epochs shift every
+segment by an offset in [0, seq_len) drawn from (seed, epoch), so epochs see differently cut
+windows; validation starts at offset 0 and resets when it wraps around.
 """
 from __future__ import annotations
 
@@ -88,11 +96,17 @@ class TextTask:
 
     def __init__(self, source: str = "stdlib", max_files: int | None = 400, val_percent: float = 10.0,
                  data_files: Sequence[str] | str | None = None, val_files: Sequence[str] | str | None = None,
-                 text_field: str = "text", hub_config: str | None = None, cache_dir: str | None = None):
+                 text_field: str = "text", hub_config: str | None = None, cache_dir: str | None = None,
+                 stateful: bool = False, stateful_context: int | None = None):
         if isinstance(val_percent, bool) or not isinstance(val_percent, (int, float)) or not 0 < val_percent < 100:
             raise ValueError(f"text: val_percent must be in (0, 100), got {val_percent!r}")
         if max_files is not None and (isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1):
             raise ValueError(f"text: max_files must be a positive int or null (all files), got {max_files!r}")
+        if not isinstance(stateful, bool):
+            raise ValueError(f"text: stateful must be true or false, got {stateful!r}")
+        if stateful_context is not None and (not isinstance(stateful_context, int) or isinstance(stateful_context, bool) or stateful_context < 1):
+            raise ValueError(f"text: stateful_context must be a positive int (tokens a KV cache carries) or null, got {stateful_context!r}")
+        self.stateful, self.stateful_context = stateful, stateful_context
         self.source, self.max_files, self.val_percent = source, max_files, val_percent
         self.data_files, self.val_files, self.text_field = data_files, val_files, text_field
         self.hub_config, self.cache_dir = hub_config, cache_dir
@@ -186,8 +200,50 @@ class TextTask:
         win = toks[idx[:, None] * seq_len + torch.arange(seq_len + 1)].long()  # (B, L + 1)
         return {"inputs": win[:, :-1].contiguous(), "targets": win[:, 1:].contiguous()}
 
+    # ---- stateful: consecutive windows per batch row ------------------------------------------
+    @staticmethod
+    def _segments(toks: torch.Tensor, batch_size: int, seq_len: int, split: str, spare: int) -> tuple[int, int]:
+        """(segment length S, windows per segment W) of ``toks`` cut into ``batch_size`` rows,
+        keeping ``spare`` tokens per row free for an offset."""
+        S = toks.numel() // batch_size
+        W = (S - 1 - spare) // seq_len
+        if W < 1:
+            raise ValueError(f"text: stateful batches cut the {split} stream ({toks.numel()} tokens) into batch_size={batch_size} "
+                             f"rows of {S} tokens, fewer than the {seq_len + 1 + spare} one window of seq_len={seq_len} needs; "
+                             "use a smaller batch_size or seq_len, or more text")
+        return S, W
+
+    @staticmethod
+    def _stream_batch(toks: torch.Tensor, batch_size: int, seq_len: int, S: int, offset: int, i: int) -> dict[str, torch.Tensor]:
+        starts = torch.arange(batch_size) * S + offset + i * seq_len  # (B,) window starts, one segment per row
+        win = toks[starts[:, None] + torch.arange(seq_len + 1)].long()  # (B, L + 1)
+        return {"inputs": win[:, :-1].contiguous(), "targets": win[:, 1:].contiguous(),
+                "reset": torch.full((batch_size,), i == 0, dtype=torch.bool)}
+
+    def stream_train_batch(self, batch_size: int, seq_len: int, seed: int, step: int) -> dict[str, torch.Tensor]:
+        """Training batch of ``step`` (stateful): window ``i = step mod W`` of every row's segment;
+        inputs, targets (B, L) and reset (B,) (True when a new epoch starts)."""
+        toks = self._load()["train"]
+        S, W = self._segments(toks, batch_size, seq_len, "training", spare=seq_len - 1)
+        epoch, i = divmod(int(step), W)
+        g = torch.Generator().manual_seed(_stream_seed(seed, epoch))
+        offset = int(torch.randint(0, seq_len, (1,), generator=g))
+        return self._stream_batch(toks, batch_size, seq_len, S, offset, i)
+
+    def stream_val_batch(self, batch_size: int, seq_len: int, index: int) -> dict[str, torch.Tensor]:
+        """Validation batch ``index`` (stateful): window ``index mod W`` of every row's segment of
+        the val stream, from offset 0; reset at index 0 and whenever it wraps around."""
+        toks = self._load()["val"]
+        S, W = self._segments(toks, batch_size, seq_len, "validation", spare=0)
+        return self._stream_batch(toks, batch_size, seq_len, S, 0, int(index) % W)
+
     def __repr__(self) -> str:
         return f"TextTask(source={self.source!r})"
+
+
+def _stream_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed for the window offset of an epoch of stateful training."""
+    return int.from_bytes(hashlib.sha256(repr((int(seed), "stream", int(epoch))).encode()).digest()[:8], "big") >> 1
 
 
 def _as_list(x) -> list[str]:
