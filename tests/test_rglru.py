@@ -128,7 +128,8 @@ def test_gradients_flow_through_carried_state():
 
 def test_no_weight_decay_and_errors():
     m = build_mixer("rglru", D)
-    assert m.no_weight_decay() == {"a_param"}
+    biases = {n for n, _ in m.named_parameters() if n.endswith("bias")}
+    assert m.no_weight_decay() == {"a_param"} | biases  # the decay parameter, and every bias as for every mixer
     with pytest.raises(ValueError, match=r"lru_width=48 must be divisible by n_heads=5"):
         build_mixer("rglru", D, lru_width=48, n_heads=5)
     with pytest.raises(ValueError, match=r"conv_width must be a positive int, got 0"):

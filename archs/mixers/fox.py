@@ -38,33 +38,51 @@ class FoxCache(KVCache):
     def tensors(self) -> list[torch.Tensor]:
         return super().tensors() + [self.logf]
 
+    def n_held(self) -> int:
+        """Tokens held (all seen, less those ``keep_last`` dropped)."""
+        return self.length - self.first
+
     def numel_per_sequence(self) -> int:
-        return super().numel_per_sequence() + self.logf.shape[1] * self.length
+        return super().numel_per_sequence() + self.logf.shape[1] * self.n_held()
 
     def nbytes_per_sequence(self) -> int:
-        return super().nbytes_per_sequence() + self.logf.shape[1] * self.length * self.logf.element_size()
+        return super().nbytes_per_sequence() + self.logf.shape[1] * self.n_held() * self.logf.element_size()
+
+    def held_logf(self) -> torch.Tensor:
+        """c of every held key (B, H, n)."""
+        return self.logf[:, :, :self.n_held()]
 
     def last_logf(self) -> torch.Tensor:
         """c of the newest token (B, H); 0 for an empty cache."""
-        if self.length == 0:
+        if self.n_held() == 0:
             return self.logf.new_zeros(self.logf.shape[:2])
-        return self.logf[:, :, self.length - 1]
+        return self.logf[:, :, self.n_held() - 1]
+
+    def keep_last(self, n: int) -> None:
+        """Drop all but the last ``n`` keys, values and their c; c is then re-based so the newest is 0
+        (only differences c_i - c_j enter the scores, and a long stream keeps them small)."""
+        held, first = self.n_held(), self.first
+        super().keep_last(n)
+        drop = self.first - first
+        if drop:
+            logf = self.logf[:, :, drop:held]
+            self.logf = logf - logf[:, :, -1:]
 
     def append_with_logf(self, k: torch.Tensor, v: torch.Tensor, c: torch.Tensor) -> None:
         """Append L tokens: keys, values (B, Hkv, L, Dh) and their cumulative log forget c (B, H, L).
 
         While autograd records, the cache grows out of place (``torch.cat``): earlier steps' attention
         still needs the old tensors for the backward pass. Otherwise it is written in place."""
-        start, L = self.length, k.shape[2]
+        start, held, L = self.length, self.n_held(), k.shape[2]
         if torch.is_grad_enabled() and any(t.requires_grad for t in (k, v, c, self.k, self.v, self.logf)):
-            self.k = torch.cat([self.k[:, :, :start], k], dim=2)
-            self.v = torch.cat([self.v[:, :, :start], v], dim=2)
-            self.logf = torch.cat([self.logf[:, :, :start], c.to(self.logf.dtype)], dim=2)
-            self.pos = torch.arange(start + L, device=self.pos.device)
+            self.k = torch.cat([self.k[:, :, :held], k], dim=2)
+            self.v = torch.cat([self.v[:, :, :held], v], dim=2)
+            self.logf = torch.cat([self.logf[:, :, :held], c.to(self.logf.dtype)], dim=2)
+            self.pos = torch.arange(self.first, start + L, device=self.pos.device)
             self.length = start + L
             return
         self.append(k, v)  # grows k, v, pos (and logf, via _grow) as needed
-        self.logf[:, :, start:start + L] = c
+        self.logf[:, :, held:held + L] = c
 
     def _grow(self, capacity: int) -> None:
         C = self.k.shape[2]
@@ -146,14 +164,14 @@ class Fox(Attention):
         c = state.last_logf()[..., None] + self._log_forget(x).cumsum(-1)  # (B, H, L)
         state.append_with_logf(k, v, c)
         ck, cv, _ = state.held()
-        return self._attend_biased(q, ck, cv, c, state.logf[:, :, :state.length]), state
+        return self._attend_biased(q, ck, cv, c, state.held_logf()), state
 
     def _step(self, x_t: torch.Tensor, state: FoxCache):
         q, k, v = self._qkv(x_t[:, None], state.length, state)  # (B, H, 1, Dh)
         c = state.last_logf()[..., None] + self._log_forget(x_t[:, None])  # (B, H, 1)
         state.append_with_logf(k, v, c)
         ck, cv, _ = state.held()
-        bias = (c - state.logf[:, :, :state.length]).to(q.dtype)[:, :, None]  # (B, H, 1, n): every held key is causal
+        bias = (c - state.held_logf()).to(q.dtype)[:, :, None]  # (B, H, 1, n): every held key is causal
         return self._attend(q, ck, cv, mask=bias)[:, 0], state
 
     def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> FoxCache:

@@ -254,6 +254,17 @@ class Hyena(Mixer):
             hist=torch.zeros(batch_size, self.order - 1, self.d_model, cap, device=device, dtype=dtype),
         )
 
+    def trim_state(self, state: HyenaState, keep_tokens: int) -> HyenaState:
+        """Keep the long convolutions' inputs of the last ``keep_tokens`` tokens (truncated BPTT over a
+        stream). The filter is indexed by lag, so the kept history acts as if the stream began there;
+        the short-conv window is kept whole."""
+        if not isinstance(keep_tokens, int) or isinstance(keep_tokens, bool) or keep_tokens < 1:
+            raise ValueError(f"hyena.trim_state: keep_tokens must be a positive int, got {keep_tokens!r}")
+        P = state.length
+        if P > keep_tokens:
+            state.hist, state.length = state.hist[..., P - keep_tokens:P], keep_tokens
+        return state
+
     def state_size(self, seq_len: int) -> int:
         D, N = self.d_model, self.order
         return (N + 1) * D * (self.short_conv_size - 1) + (N - 1) * D * seq_len
