@@ -15,11 +15,12 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from ..gla._common import (
+from .._common import (
     call_fla,
     check_chunk_size,
     check_g,
     check_qkv,
+    chunk_len,
     compute_dtype,
     default_scale,
     n_chunks,
@@ -43,7 +44,7 @@ def chunk_delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final
     out_dtype = v.dtype
     cd = compute_dtype(q, k, v, beta)
     scale = default_scale(scale, K)
-    C = min(chunk_size, max(T, 1))  # a short sequence is one chunk: no padding to chunk_size
+    C = chunk_len(T, chunk_size)  # a short sequence is one chunk: no padding to chunk_size
     T_pad = n_chunks(T, C) * C
     # padding with k = v = beta = 0 leaves the state unchanged
     q, k, v, beta = (pad_time(t.to(cd), T_pad) for t in (q, k, v, beta))
