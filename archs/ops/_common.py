@@ -109,3 +109,22 @@ def initial_state_or_zeros(initial_state, shape: tuple[int, ...], like: torch.Te
 def check_chunk_size(op: str, chunk_size) -> None:
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"{op}: chunk_size must be a positive int, got {chunk_size!r}")
+
+
+def carry_state(M: torch.Tensor, dS: torch.Tensor, S0: torch.Tensor, output_final_state: bool = True):
+    """Run the chunk recurrence S_{n+1} = M_n S_n + dS_n (one batched matmul-add per chunk).
+
+    M: (B, N, H, K, K) each chunk's state transition; dS: (B, N, H, K, V) its own contribution;
+    S0: (B, H, K, V). Returns (S_in (B, N, H, K, V): the state entering each chunk, the final state;
+    when ``output_final_state`` is False the last chunk's update is skipped and the final state is None).
+    """
+    B, N, H, K, V = dS.shape
+    Ms = M.unbind(1)  # N x (B, H, K, K)
+    dSs = dS.unbind(1)  # N x (B, H, K, V): unbind once (per-chunk indexing would cost a full-size zero gradient each)
+    S = S0
+    states = []
+    for n in range(N):
+        states.append(S)
+        if n + 1 < N or output_final_state:
+            S = torch.baddbmm(dSs[n].reshape(B * H, K, V), Ms[n].reshape(B * H, K, K), S.reshape(B * H, K, V)).view(B, H, K, V)
+    return torch.stack(states, dim=1), (S if output_final_state else None)

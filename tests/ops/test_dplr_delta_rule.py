@@ -71,15 +71,23 @@ def test_reduces_to_gated_delta_rule():
     close_for_dtype(s, s_g, torch.float64, "state")
 
 
+@pytest.mark.parametrize("C", [1, 2, 32])
 @pytest.mark.parametrize("strict", [False, True])
-def test_decayed_scores_match_direct_form(strict):
+def test_decayed_scores_match_direct_form(strict, C):
+    """The binary-tree scores equal the direct sum over channels (mild decays, where the direct form is safe)."""
     gen = torch.Generator().manual_seed(6)
-    C = 48
     x, y = torch.randn(3, C, K, generator=gen, dtype=torch.float64), torch.randn(3, C, K, generator=gen, dtype=torch.float64)
     gc = F.logsigmoid(torch.randn(3, C, K, generator=gen, dtype=torch.float64)).cumsum(1)
-    direct = torch.einsum("tk,tsk,sk->ts", x[0], (gc[0][:, None] - gc[0][None]).exp(), y[0])  # fine for mild decay
-    direct = direct.tril(-1 if strict else 0)
-    close_for_dtype(decayed_scores(x, gc, y, gc, strict)[0], direct, torch.float64, "scores")
+    gx = torch.cat([torch.zeros_like(gc[:, :1]), gc[:, :-1]], 1) if strict else gc  # gc_{t-1} for strict rows
+    direct = torch.einsum("btk,btsk,bsk->bts", x, (gx[:, :, None] - gc[:, None]).exp(), y).tril(-1 if strict else 0)
+    A = decayed_scores(x[:, None], gx[:, None], y[:, None], gc, torch.tensor([0.0 if strict else 1.0], dtype=torch.float64))
+    close_for_dtype(A[:, 0, 0], direct, torch.float64, "scores")
+
+
+def test_decayed_scores_needs_power_of_two():
+    x = torch.zeros(1, 1, 6, 2)
+    with pytest.raises(ValueError, match="power of two, got 6"):
+        decayed_scores(x, x, x, x[:, 0], torch.ones(1))
 
 
 @pytest.mark.parametrize("fn", [chunk_dplr_delta_rule, dplr_delta_rule_ref])

@@ -17,11 +17,12 @@ This is the chunkwise DPLR algorithm of fla's ``chunk_dplr_delta_rule`` (Yang et
 extended to a diagonal decay; Peng et al. 2025, RWKV-7, appendix). Everything except the (K, V)
 state recurrence over chunks is computed for all chunks at once.
 
-Stability: per-channel decays are never divided out. Scores use exp(G_t - gc_s) with G_t <= gc_s:
-inside sub-chunks of ``SUB_CHUNK`` tokens the (c, c, K) decay tensor is formed directly (upper
-triangle masked to -inf before exp); across sub-chunks the decay is split at the boundary
-r = gc at the end of the previous sub-chunk: exp(G_t - r) * exp(r - gc_s), both factors <= 1. So
-strong decays underflow to 0 and every value and gradient stays finite. Backward is autograd.
+Stability: per-channel decays are never divided out. The decayed scores are built on a binary tree
+over the chunk (``decayed_scores``): a pair (t, s), s < t, is scored at the node where t is in the
+right half and s in the left half, with the decay split at that node's midpoint r (gc at the end of
+the left half): exp(G_t - r) * exp(r - gc_s), both factors <= 1, so each node's block is one small
+matmul of decayed rows and columns and no (C, C, K) tensor is ever formed. Strong decays underflow
+to 0 and every value and gradient stays finite. Backward is autograd.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import torch
 from einops import rearrange
 
 from .._common import (
+    carry_state,
     check_chunk_size,
     chunk_len,
     compute_dtype,
@@ -39,40 +41,40 @@ from .._common import (
 )
 from .ref import check_dplr_args
 
-SUB_CHUNK = 16  # sub-chunk size for the direct (c, c, K) decay tensors
-
-
 def _masked_exp(diff: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """exp(diff) where mask, 0 elsewhere (the masked-out entries are never exponentiated)."""
     return diff.masked_fill(~mask, float("-inf")).exp()
 
 
-def decayed_scores(x, gx, y, gy, strict: bool, sub: int = SUB_CHUNK) -> torch.Tensor:
-    """X[t, s] = sum_c x_t[c] exp(gx_t[c] - gy_s[c]) y_s[c] for s <= t (s < t if ``strict``), else 0.
+def decayed_scores(x, gx, y, gy, diag) -> torch.Tensor:
+    """X[r, s, t, u] = sum_c x[r]_t[c] exp(gx[r]_t[c] - gy_u[c]) y[s]_u[c] for u < t, diag[r] * x[r]_t . y[s]_t
+    for u = t, 0 for u > t: decayed scores of R row sets against S column sets.
 
-    x, gx, y, gy: (..., C, K), with gy non-increasing in time and gx_t <= gy_s wherever kept, and
-    gx_t <= gy at the end of the sub-chunk before t's (true for gx = gc or the shifted gc_{t-1},
-    gy = gc). Returns (..., C, C).
+    x, gx: (..., R, C, K); y: (..., S, C, K); gy: (..., C, K), shared by the columns; diag: (R,) 1 for
+    rows with gx = gy (u <= t), 0 for strictly causal rows; C a power of two. Requires gy
+    non-increasing in time and gx_t <= gy_u for u < t (gx = gc, the cumulative log decay, or gc_{t-1};
+    gy = gc). Returns (..., R, S, C, C). Built on a binary tree: at each node the block (right half x
+    left half) is (x_r o exp(gx_r - m)) (y_l o exp(m - gy_l))^T with m = gy at the end of the left half.
     """
-    C, K = x.shape[-2:]
-    if C % sub:
-        sub = C
-    ns = C // sub
-    dev = x.device
-    xs, gxs, ys, gys = (t.unflatten(-2, (ns, sub)) for t in (x, gx, y, gy))  # (..., ns, c, K)
-    keep = torch.ones(sub, sub, dtype=torch.bool, device=dev).tril(-1 if strict else 0)
-    Dd = _masked_exp(gxs[..., :, None, :] - gys[..., None, :, :], keep[:, :, None])  # (..., ns, c, c, K)
-    A_diag = torch.einsum("...itk,...itsk,...isk->...its", xs, Dd, ys)  # (..., ns, c, c)
-    A = torch.einsum("...its,ij->...itjs", A_diag, torch.eye(ns, dtype=x.dtype, device=dev))  # (..., ns, c, ns, c)
-    if ns > 1:
-        # r_i: gy at the last position before sub-chunk i (i = 0 has no earlier positions: any value)
-        ref = torch.cat([torch.zeros_like(gys[..., :1, 0, :]), gys[..., :-1, -1, :]], dim=-2)  # (..., ns, K)
-        xd = xs * (gxs - ref[..., :, None, :]).exp()  # (..., ns, c, K), exponent <= 0
-        before = torch.arange(C, device=dev)[None, :] < (torch.arange(ns, device=dev) * sub)[:, None]  # (ns, C)
-        yd = y[..., None, :, :] * _masked_exp(ref[..., :, None, :] - gy[..., None, :, :], before[:, :, None])  # (..., ns, C, K)
-        A_off = torch.einsum("...itk,...isk->...its", xd, yd)  # (..., ns, c, C)
-        A = A + A_off.unflatten(-1, (ns, sub))
-    return A.flatten(-4, -3).flatten(-2, -1)
+    C = x.shape[-2]
+    if C & (C - 1):
+        raise ValueError(f"decayed_scores: the chunk length must be a power of two, got {C}")
+    A = torch.einsum("...rck,...sck->...rsc", x, y) * diag[:, None, None]  # (..., R, S, C): the 1 x 1 diagonal blocks
+    A = A[..., None, None]  # (..., R, S, C, 1, 1)
+    n = 1
+    while n < C:
+        G = C // (2 * n)  # merge pairs of n x n blocks into G blocks of 2n x 2n
+        halves = lambda t: t.unflatten(-2, (G, 2, n)).unbind(-3)  # 2 x (..., G, n, K)
+        xr, gxr = halves(x)[1], halves(gx)[1]  # (..., R, G, n, K): right halves of the rows
+        yl, gyl = halves(y)[0], halves(gy)[0]  # (..., S, G, n, K), (..., G, n, K): left halves of the columns
+        m = gyl[..., -1:, :]  # (..., G, 1, K)
+        xs = xr * (gxr - m[..., None, :, :, :]).exp()  # exponent <= 0
+        ys = yl * (m - gyl).exp()[..., None, :, :, :]  # exponent <= 0
+        off = torch.einsum("...rgik,...sgjk->...rsgij", xs, ys)  # (..., R, S, G, n, n)
+        left, right = A.unflatten(-3, (G, 2)).unbind(-3)  # (..., R, S, G, n, n)
+        A = torch.cat([torch.cat([left, torch.zeros_like(left)], -1), torch.cat([off, right], -1)], -2)  # (..., R, S, G, 2n, 2n)
+        n *= 2
+    return A[..., 0, :, :]
 
 
 def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, output_final_state=False, chunk_size=64):
@@ -83,7 +85,7 @@ def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, o
     out_dtype = v.dtype
     cd = compute_dtype(q, k, v, a, b, gk)
     scale = default_scale(scale, K)
-    C = chunk_len(T, chunk_size)
+    C = 1 << (chunk_len(T, chunk_size) - 1).bit_length()  # a power of two >= the chunk length (the score tree needs it)
     T_pad = n_chunks(T, C) * C
     # padding with zeros (decay 1, nothing written, nothing removed) leaves the state unchanged
     q, k, v, a, b, gk = (pad_time(t.to(cd), T_pad) for t in (q, k, v, a, b, gk))
@@ -92,10 +94,10 @@ def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, o
     gc = gkc.cumsum(-2)  # (B, N, H, C, K): gc_t
     gp = torch.cat([torch.zeros_like(gc[..., :1, :]), gc[..., :-1, :]], dim=-2)  # gc_{t-1}, exactly the previous cumsum
 
-    A_qk = decayed_scores(qc, gc, kc, gc, strict=False)  # (B, N, H, C, C)
-    A_qb = decayed_scores(qc, gc, bc, gc, strict=False)
-    A_ak = decayed_scores(ac, gp, kc, gc, strict=True)
-    A_ab = decayed_scores(ac, gp, bc, gc, strict=True)
+    # the four score matrices at once: rows (q with gc, u <= t; a with gc_{t-1}, u < t) x columns (k, b)
+    diag = torch.tensor([1.0, 0.0], dtype=cd, device=q.device)
+    A = decayed_scores(torch.stack([qc, ac], -3), torch.stack([gc, gp], -3), torch.stack([kc, bc], -3), gc, diag)  # (B, N, H, 2, 2, C, C)
+    (A_qk, A_qb), (A_ak, A_ab) = (t.unbind(-3) for t in A.unbind(-4))  # (B, N, H, C, C) each
     eye = torch.eye(C, dtype=cd, device=q.device)
     rhs = torch.cat([ac * gp.exp(), A_ak @ vc], dim=-1)  # (B, N, H, C, K + V)
     sol = torch.linalg.solve_triangular(eye - A_ab, rhs, upper=False, unitriangular=True)
@@ -105,17 +107,9 @@ def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, o
     to_end = (gc[..., -1:, :] - gc).exp()  # (B, N, H, C, K): exp(gc_C - gc_s) <= 1
     b_out = (bc * to_end).transpose(-1, -2)  # (B, N, H, K, C)
     dS0 = (kc * to_end).transpose(-1, -2) @ vc + b_out @ W_0  # (B, N, H, K, V)
-    M = b_out @ W_S  # (B, N, H, K, K): S_next = exp(gc_C) o S + M S + dS0
-    decay = gc[..., -1, :].exp()[..., None]  # (B, N, H, K, 1)
+    M = torch.diag_embed(gc[..., -1, :].exp()) + b_out @ W_S  # (B, N, H, K, K): S_next = M S + dS0
 
-    N = qc.shape[1]
-    S = initial_state_or_zeros(initial_state, (B, H, K, V), q, cd)
-    states = []
-    for n in range(N):
-        states.append(S)
-        if n + 1 < N or output_final_state:
-            S = decay[:, n] * S + M[:, n] @ S + dS0[:, n]
-    S_in = torch.stack(states, dim=1)  # (B, N, H, K, V)
+    S_in, S = carry_state(M, dS0, initial_state_or_zeros(initial_state, (B, H, K, V), q, cd), output_final_state)
     o = scale * (o_local + q_eff @ S_in)
     o = rearrange(o, "b n h c v -> b (n c) h v")[:, :T]
     return o.to(out_dtype), (S if output_final_state else None)

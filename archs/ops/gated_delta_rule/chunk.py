@@ -25,6 +25,7 @@ import torch
 from einops import rearrange
 
 from .._common import (
+    carry_state,
     check_chunk_size,
     check_qkv,
     check_shape,
@@ -76,17 +77,10 @@ def gated_delta_rule_chunked(q, k, v, g, beta, scale=None, initial_state=None, o
     decay_out = (gc[..., -1:] - gc).exp()[..., None]  # (B, N, H, C, 1): exp(gc_C - gc_s) <= 1
     k_out = (decay_out * kc).transpose(-1, -2)  # (B, N, H, K, C)
     dS0 = k_out @ U0  # (B, N, H, K, V): the chunk's own contribution to the next state
-    M = k_out @ W  # (B, N, H, K, K): S_next = exp(gc_C) S + dS0 - M S
-    a_chunk = gc[..., -1].exp()[..., None, None]  # (B, N, H, 1, 1)
+    eye_k = torch.eye(K, dtype=cd, device=q.device)
+    M = gc[..., -1, None, None].exp() * eye_k - k_out @ W  # (B, N, H, K, K): S_next = M S + dS0
 
-    N = qc.shape[1]
-    S = initial_state_or_zeros(initial_state, (B, H, K, V), q, cd)
-    states = []
-    for n in range(N):
-        states.append(S)
-        if n + 1 < N or output_final_state:
-            S = a_chunk[:, n] * S + dS0[:, n] - M[:, n] @ S
-    S_in = torch.stack(states, dim=1)  # (B, N, H, K, V)
+    S_in, S = carry_state(M, dS0, initial_state_or_zeros(initial_state, (B, H, K, V), q, cd), output_final_state)
     o = scale * (o_local + q_eff @ S_in)
     o = rearrange(o, "b n h c v -> b (n c) h v")[:, :T]
     return o.to(out_dtype), (S if output_final_state else None)
