@@ -54,3 +54,25 @@ def test_bad_arguments_raise():
         build_mixer("rwkv7", D, n_heads=5)
     with pytest.raises(ValueError, match="decay_rank must be a positive int, got 0"):
         build_mixer("rwkv7", D, decay_rank=0)
+
+
+def test_rwkv7_state_update_is_the_papers():
+    """RWKV-7's update in the paper's row form, S_t = S_{t-1} (diag(w_t) - kappa_t^T (a_t o kappa_t)) + v_t^T k_t
+    (S: V x K, o_t = S_t r_t), is what rwkv7 gets from chunk_dplr_delta_rule with a = -kappa, b = kappa o a."""
+    from archs.ops import chunk_dplr_delta_rule
+
+    gen = torch.Generator().manual_seed(0)
+    mk = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)
+    B, T, H, K = 2, 11, 2, 4
+    r, k, v = mk(B, T, H, K), mk(B, T, H, K), mk(B, T, H, K)
+    kappa = torch.nn.functional.normalize(mk(B, T, H, K), dim=-1)
+    a, w = torch.sigmoid(mk(B, T, H, K)), torch.exp(-0.6 * torch.sigmoid(mk(B, T, H, K)))
+    S = torch.zeros(B, H, K, K, dtype=torch.float64)  # (V, K)
+    outs = []
+    for t in range(T):
+        trans = torch.diag_embed(w[:, t]) - kappa[:, t, :, :, None] * (a[:, t] * kappa[:, t])[:, :, None, :]  # (B, H, K, K)
+        S = S @ trans + v[:, t, :, :, None] * k[:, t, :, None, :]
+        outs.append(torch.einsum("bhvk,bhk->bhv", S, r[:, t]))
+    o, S_op = chunk_dplr_delta_rule(r, k, v, -kappa, kappa * a, w.log(), scale=1.0, output_final_state=True, chunk_size=4)
+    assert_rel_close(o, torch.stack(outs, 1), 1e-12, "outputs")
+    assert_rel_close(S_op, S.transpose(-1, -2), 1e-12, "state (K x V = the paper's transposed)")
