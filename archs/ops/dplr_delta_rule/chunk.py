@@ -97,17 +97,19 @@ def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, o
     # the four score matrices at once: rows (q with gc, u <= t; a with gc_{t-1}, u < t) x columns (k, b)
     diag = torch.tensor([1.0, 0.0], dtype=cd, device=q.device)
     A = decayed_scores(torch.stack([qc, ac], -3), torch.stack([gc, gp], -3), torch.stack([kc, bc], -3), gc, diag)  # (B, N, H, 2, 2, C, C)
-    (A_qk, A_qb), (A_ak, A_ab) = (t.unbind(-3) for t in A.unbind(-4))  # (B, N, H, C, C) each
+    A_k, A_b = A.unbind(-3)  # (B, N, H, 2, C, C): rows (q, a) against the columns k, resp. b
+    A_qb, A_ab = A_b.unbind(-3)  # (B, N, H, C, C)
+    AV = A_k @ vc[..., None, :, :]  # (B, N, H, 2, C, V): A_qk V and A_ak V in one matmul
     eye = torch.eye(C, dtype=cd, device=q.device)
-    rhs = torch.cat([ac * gp.exp(), A_ak @ vc], dim=-1)  # (B, N, H, C, K + V)
-    sol = torch.linalg.solve_triangular(eye - A_ab, rhs, upper=False, unitriangular=True)
-    W_S, W_0 = sol[..., :K], sol[..., K:]  # (B, N, H, C, K), (B, N, H, C, V): W = W_S S + W_0
-    o_local = A_qk @ vc + A_qb @ W_0  # (B, N, H, C, V)
-    q_eff = qc * gc.exp() + A_qb @ W_S  # (B, N, H, C, K): O = o_local + q_eff S
+    rhs = torch.cat([ac * gp.exp(), AV[..., 1, :, :]], dim=-1)  # (B, N, H, C, K + V)
+    sol = torch.linalg.solve_triangular(eye - A_ab, rhs, upper=False, unitriangular=True)  # [W_S | W_0]: W = W_S S + W_0
+    Aqb_sol = A_qb @ sol  # (B, N, H, C, K + V): [A_qb W_S | A_qb W_0]
+    o_local = AV[..., 0, :, :] + Aqb_sol[..., K:]  # (B, N, H, C, V)
+    q_eff = qc * gc.exp() + Aqb_sol[..., :K]  # (B, N, H, C, K): O = o_local + q_eff S
     to_end = (gc[..., -1:, :] - gc).exp()  # (B, N, H, C, K): exp(gc_C - gc_s) <= 1
-    b_out = (bc * to_end).transpose(-1, -2)  # (B, N, H, K, C)
-    dS0 = (kc * to_end).transpose(-1, -2) @ vc + b_out @ W_0  # (B, N, H, K, V)
-    M = torch.diag_embed(gc[..., -1, :].exp()) + b_out @ W_S  # (B, N, H, K, K): S_next = M S + dS0
+    b_sol = (bc * to_end).transpose(-1, -2) @ sol  # (B, N, H, K, K + V): [b~^T W_S | b~^T W_0]
+    dS0 = (kc * to_end).transpose(-1, -2) @ vc + b_sol[..., K:]  # (B, N, H, K, V)
+    M = torch.diag_embed(gc[..., -1, :].exp()) + b_sol[..., :K]  # (B, N, H, K, K): S_next = M S + dS0
 
     S_in, S = carry_state(M, dS0, initial_state_or_zeros(initial_state, (B, H, K, V), q, cd), output_final_state)
     o = scale * (o_local + q_eff @ S_in)
