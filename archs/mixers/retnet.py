@@ -19,7 +19,7 @@ from torch import nn
 
 from ..mixer import Mixer, check_divisible
 from ..ops.gla import chunk_retention
-from ..ops.gla._common import retention_log_decay
+from ..ops._common import retention_log_decay
 from ..registry import register_mixer
 from ..rope import Rotary
 from ._linear_attn import HeadNorm, MatrixState, chunked_attn_flops

@@ -7,6 +7,8 @@ are interchangeable; see each function's docstring for shapes.
 """
 from .conv1d import causal_conv1d, causal_conv1d_ref, causal_conv1d_step
 from .delta_rule import chunk_delta_rule, delta_rule_ref
+from .dplr_delta_rule import chunk_dplr_delta_rule, dplr_delta_rule_ref
+from .gated_delta_rule import chunk_gated_delta_rule, gated_delta_rule_ref
 from .gla import (
     chunk_gla, chunk_retention, chunk_simple_gla, gla_ref, parallel_gla, parallel_retention,
     parallel_simple_gla, retention_ref, simple_gla_ref,
@@ -19,6 +21,8 @@ from .ssd import ssd, ssd_ref
 __all__ = [
     "causal_conv1d", "causal_conv1d_ref", "causal_conv1d_step",
     "chunk_delta_rule", "delta_rule_ref",
+    "chunk_dplr_delta_rule", "dplr_delta_rule_ref",
+    "chunk_gated_delta_rule", "gated_delta_rule_ref",
     "chunk_gla", "chunk_retention", "chunk_simple_gla", "gla_ref", "parallel_gla",
     "parallel_retention", "parallel_simple_gla", "retention_ref", "simple_gla_ref",
     "linear_scan", "linear_scan_ref",

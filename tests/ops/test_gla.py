@@ -141,7 +141,7 @@ def test_bad_chunk_size_raises():
 def test_kernel_dispatch_passes_btHk_layout(monkeypatch, old_fla):
     """On CUDA the ops call fla's kernels with (B, T, H, K) tensors by keyword (head_first=False
     where that fla version still has the argument); faked here since CPU tensors never dispatch."""
-    import archs.ops.gla._common as common
+    import archs.ops._common as common
 
     calls = []
     if old_fla:

@@ -8,20 +8,23 @@ T = (I + tril(diag(beta) K K^T, -1))^{-1} diag(beta):  W = T K, U0 = T V, U = U0
     O = scale * (Q S + tril(Q K^T) U),   S_next = S + K^T U.
 
 W, U0 and tril(Q K^T) are computed for all chunks at once; only the (K, V) state passes between
-chunks sequentially.
+chunks sequentially, as S_next = (I - K^T W) S + K^T U0 (one batched matmul-add per chunk).
 """
 from __future__ import annotations
 
 import torch
 from einops import rearrange
 
-from ..gla._common import (
+from .._common import (
+    carry_state,
     call_fla,
     check_chunk_size,
     check_g,
     check_qkv,
+    chunk_len,
     compute_dtype,
     default_scale,
+    initial_state_or_zeros,
     n_chunks,
     pad_time,
 )
@@ -43,7 +46,7 @@ def chunk_delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final
     out_dtype = v.dtype
     cd = compute_dtype(q, k, v, beta)
     scale = default_scale(scale, K)
-    C = min(chunk_size, max(T, 1))  # a short sequence is one chunk: no padding to chunk_size
+    C = chunk_len(T, chunk_size)  # a short sequence is one chunk: no padding to chunk_size
     T_pad = n_chunks(T, C) * C
     # padding with k = v = beta = 0 leaves the state unchanged
     q, k, v, beta = (pad_time(t.to(cd), T_pad) for t in (q, k, v, beta))
@@ -61,15 +64,10 @@ def chunk_delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final
     o_local = Aqk @ U0  # (B, N, H, C, V): output if each chunk started from S = 0
     q_eff = qc - Aqk @ W  # (B, N, H, C, K): O = o_local + q_eff S
 
-    N = qc.shape[1]
-    S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(cd)
-    states = []
-    for n in range(N):
-        states.append(S)
-        if n + 1 < N or output_final_state:
-            U = U0[:, n] - W[:, n] @ S  # (B, H, C, V)
-            S = S + kc[:, n].transpose(-1, -2) @ U
-    S_in = torch.stack(states, dim=1)  # (B, N, H, K, V)
+    k_t = kc.transpose(-1, -2)  # (B, N, H, K, C)
+    M = torch.eye(K, dtype=cd, device=q.device) - k_t @ W  # (B, N, H, K, K): S_next = M S + dS0
+    dS0 = k_t @ U0  # (B, N, H, K, V)
+    S_in, S = carry_state(M, dS0, initial_state_or_zeros(initial_state, (B, H, K, V), q, cd), output_final_state)
     o = scale * (o_local + q_eff @ S_in)
     o = rearrange(o, "b n h c v -> b (n c) h v")[:, :T]
     return o.to(out_dtype), (S if output_final_state else None)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..gla._common import check_g, check_qkv, compute_dtype, default_scale
+from .._common import check_g, check_qkv, compute_dtype, default_scale
 
 
 def delta_rule_ref(q, k, v, beta, scale=None, initial_state=None, output_final_state=False):

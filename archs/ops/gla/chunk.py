@@ -16,11 +16,12 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from ._common import (
+from .._common import (
     call_fla,
     check_chunk_size,
     check_g,
     check_qkv,
+    chunk_len,
     compute_dtype,
     default_scale,
     n_chunks,
@@ -115,7 +116,7 @@ def _prepare(op, q, k, v, g, g_shape, what, scale, initial_state, chunk_size):
     B, T, H, K, V = check_qkv(op, q, k, v, initial_state)
     check_g(op, g, g_shape(B, T, H, K), what)
     check_chunk_size(op, chunk_size)
-    chunk_size = min(chunk_size, max(T, 1))  # a short sequence is one chunk: no padding to chunk_size
+    chunk_size = chunk_len(T, chunk_size)  # a short sequence is one chunk: no padding to chunk_size
     out_dtype = v.dtype
     cd = compute_dtype(q, k, v, g)
     T_pad = n_chunks(T, chunk_size) * chunk_size

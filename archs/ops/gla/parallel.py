@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import check_g, check_qkv, compute_dtype, default_scale, retention_log_decay
+from .._common import check_g, check_qkv, compute_dtype, default_scale, retention_log_decay
 
 
 def _causal_decay(gc: torch.Tensor) -> torch.Tensor:

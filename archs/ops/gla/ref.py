@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import check_g, check_qkv, compute_dtype, default_scale, retention_log_decay
+from .._common import check_g, check_qkv, compute_dtype, default_scale, retention_log_decay
 
 
 def _recurrence(q, k, v, decay, scale, initial_state, output_final_state):

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import torch
 
-
-def _shape(t) -> str:
-    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
+from .._common import check_chunk_size, compute_dtype  # noqa: F401  (compute_dtype re-exported for ssd)
+from .._common import shape_str as _shape
 
 
 def check_ssd_args(op, x, dt, A, B, C, chunk_size=64, D=None, z=None, dt_bias=None, initial_states=None) -> None:
@@ -23,8 +22,7 @@ def check_ssd_args(op, x, dt, A, B, C, chunk_size=64, D=None, z=None, dt_bias=No
         raise ValueError(f"{op}: B has {g} groups, which does not divide h = {h} heads")
     if not isinstance(C, torch.Tensor) or tuple(C.shape) != tuple(B.shape):
         raise ValueError(f"{op}: C must have the shape of B (b, l, g, n) = {tuple(B.shape)}, got {_shape(C)}")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"{op}: chunk_size must be a positive int, got {chunk_size!r}")
+    check_chunk_size(op, chunk_size)
     if D is not None and (not isinstance(D, torch.Tensor) or tuple(D.shape) not in ((h,), (h, p))):
         raise ValueError(f"{op}: D must have shape (h,) = ({h},) or (h, p) = ({h}, {p}), got {_shape(D)}")
     if z is not None and (not isinstance(z, torch.Tensor) or tuple(z.shape) != (b, l, h, p)):
@@ -33,10 +31,6 @@ def check_ssd_args(op, x, dt, A, B, C, chunk_size=64, D=None, z=None, dt_bias=No
         raise ValueError(f"{op}: dt_bias must have shape (h,) = ({h},), got {_shape(dt_bias)}")
     if initial_states is not None and (not isinstance(initial_states, torch.Tensor) or tuple(initial_states.shape) != (b, h, p, n)):
         raise ValueError(f"{op}: initial_states must have shape (b, h, p, n) = {(b, h, p, n)}, got {_shape(initial_states)}")
-
-
-def compute_dtype(*ts) -> torch.dtype:
-    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in ts) else torch.float32
 
 
 def finish(y, x, z, D, ct, dtype_in):

@@ -1,0 +1,181 @@
+"""Chunked diagonal-plus-low-rank delta rule (pure PyTorch), a WY / UT form with per-channel decays.
+
+Inside a chunk that starts from state S, with gc_t = gk_1 + ... + gk_t (cumulative log decay per key
+channel within the chunk, gc_0 = 0) and the low-rank "pseudo values" w_t = S_{t-1}^T a_t:
+
+    S_t = exp(gc_t) o S + sum_{s <= t} exp(gc_t - gc_s) o (k_s v_s^T + b_s w_s^T)        (o: row scaling)
+    w_t = (a_t o exp(gc_{t-1}))^T S + sum_{s < t} A_ak[t, s] v_s + A_ab[t, s] w_s
+
+with decayed scores X_xy[t, s] = sum_c x_t[c] exp(G_t[c] - gc_s[c]) y_s[c] (G = gc_{t-1} for rows
+of a, strictly causal; G = gc_t for rows of q, s <= t). Solving the unit-lower-triangular system
+(I - A_ab) W = (a o exp(gc_{t-1})) S + A_ak V gives W = W_S S + W_0, and then
+
+    O = scale * ((q o exp(gc) + A_qb W_S) S + A_qk V + A_qb W_0)
+    S_next = (diag(exp(gc_C)) + (b o exp(gc_C - gc))^T W_S) S + (k o exp(gc_C - gc))^T V + (b o exp(gc_C - gc))^T W_0
+
+This is the chunkwise DPLR algorithm of fla's ``chunk_dplr_delta_rule`` (Yang et al. 2024's WY form
+extended to a diagonal decay; Peng et al. 2025, RWKV-7, appendix). Everything except the (K, V)
+state recurrence over chunks is computed for all chunks at once.
+
+Stability: per-channel decays are never divided out. The decayed scores are built on a binary tree
+over the chunk (``decayed_scores``): a pair (t, s), s < t, is scored at the node where t is in the
+right half and s in the left half, with the decay split at that node's midpoint r (gc at the end of
+the left half): exp(G_t - r) * exp(r - gc_s), both factors <= 1, so each node's block is one small
+matmul of decayed rows and columns and no (C, C, K) tensor is ever formed. Strong decays underflow
+to 0 and every value and gradient stays finite. Backward is autograd, except for the
+score tree, whose backward is written out per level (``decayed_scores``; tested against autograd).
+"""
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch.autograd.function import once_differentiable
+
+from .._common import (
+    carry_state,
+    check_chunk_size,
+    chunk_len,
+    compute_dtype,
+    default_scale,
+    initial_state_or_zeros,
+    n_chunks,
+    pad_time,
+)
+from .ref import check_dplr_args
+
+def _masked_exp(diff: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """exp(diff) where mask, 0 elsewhere (the masked-out entries are never exponentiated)."""
+    return diff.masked_fill(~mask, float("-inf")).exp()
+
+
+def decayed_scores_autograd(x, gx, y, gy, diag) -> torch.Tensor:
+    """X[r, s, t, u] = sum_c x[r]_t[c] exp(gx[r]_t[c] - gy_u[c]) y[s]_u[c] for u < t, diag[r] * x[r]_t . y[s]_t
+    for u = t, 0 for u > t: decayed scores of R row sets against S column sets.
+
+    x, gx: (..., R, C, K); y: (..., S, C, K); gy: (..., C, K), shared by the columns; diag: (R,) 1 for
+    rows with gx = gy (u <= t), 0 for strictly causal rows; C a power of two. Requires gy
+    non-increasing in time and gx_t <= gy_u for u < t (gx = gc, the cumulative log decay, or gc_{t-1};
+    gy = gc). Returns (..., R, S, C, C). Built on a binary tree: at each node the block (right half x
+    left half) is (x_r o exp(gx_r - m)) (y_l o exp(m - gy_l))^T with m = gy at the end of the left half.
+    Differentiated by autograd (``decayed_scores`` has a hand-written backward for the same function).
+    """
+    C = x.shape[-2]
+    if C & (C - 1):
+        raise ValueError(f"decayed_scores: the chunk length must be a power of two, got {C}")
+    A = torch.einsum("...rck,...sck->...rsc", x, y) * diag[:, None, None]  # (..., R, S, C): the 1 x 1 diagonal blocks
+    A = A[..., None, None]  # (..., R, S, C, 1, 1)
+    n = 1
+    while n < C:
+        G = C // (2 * n)  # merge pairs of n x n blocks into G blocks of 2n x 2n
+        halves = lambda t: t.unflatten(-2, (G, 2, n)).unbind(-3)  # 2 x (..., G, n, K)
+        xr, gxr = halves(x)[1], halves(gx)[1]  # (..., R, G, n, K): right halves of the rows
+        yl, gyl = halves(y)[0], halves(gy)[0]  # (..., S, G, n, K), (..., G, n, K): left halves of the columns
+        m = gyl[..., -1:, :]  # (..., G, 1, K)
+        xs = xr * (gxr - m[..., None, :, :, :]).exp()  # exponent <= 0
+        ys = yl * (m - gyl).exp()[..., None, :, :, :]  # exponent <= 0
+        off = torch.einsum("...rgik,...sgjk->...rsgij", xs, ys)  # (..., R, S, G, n, n)
+        left, right = A.unflatten(-3, (G, 2)).unbind(-3)  # (..., R, S, G, n, n)
+        A = torch.cat([torch.cat([left, torch.zeros_like(left)], -1), torch.cat([off, right], -1)], -2)  # (..., R, S, G, 2n, 2n)
+        n *= 2
+    return A[..., 0, :, :]
+
+
+def _node_halves(t: torch.Tensor, G: int, n: int, half: int) -> torch.Tensor:
+    """(..., C, K) -> the ``half`` (0 left, 1 right) of every node of a tree level: (..., G, n, K), a view."""
+    return t.unflatten(-2, (G, 2, n)).select(-3, half)
+
+
+class _DecayedScores(torch.autograd.Function):
+    """``decayed_scores_autograd`` with a hand-written backward: per tree level, the node blocks'
+    gradients are two einsums and a few products accumulated into the input gradients in place
+    (autograd's backward through the level-by-level concatenations costs ~3x the forward)."""
+
+    @staticmethod
+    def forward(ctx, x, gx, y, gy, diag):
+        ctx.save_for_backward(x, gx, y, gy, diag)
+        return decayed_scores_autograd(x, gx, y, gy, diag)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dA):
+        x, gx, y, gy, diag = ctx.saved_tensors
+        C = x.shape[-2]
+        dD = dA.diagonal(dim1=-2, dim2=-1) * diag[:, None, None]  # (..., R, S, C)
+        dx = torch.einsum("...rsc,...sck->...rck", dD, y)
+        dy = torch.einsum("...rsc,...rck->...sck", dD, x)
+        dgx, dgy = torch.zeros_like(gx), torch.zeros_like(gy)
+        n = 1
+        while n < C:
+            G = C // (2 * n)
+            xr, gxr = _node_halves(x, G, n, 1), _node_halves(gx, G, n, 1)  # (..., R, G, n, K)
+            yl, gyl = _node_halves(y, G, n, 0), _node_halves(gy, G, n, 0)  # (..., S, G, n, K), (..., G, n, K)
+            m = gyl[..., -1:, :]  # (..., G, 1, K)
+            e_x = (gxr - m[..., None, :, :, :]).exp()
+            e_y = (m - gyl).exp()[..., None, :, :, :]
+            xs, ys = xr * e_x, yl * e_y
+            # the gradient of each node's block: rows of the right half, columns of the left half
+            d_off = (dA.unflatten(-1, (G, 2, n)).unflatten(-4, (G, 2, n)).select(-2, 0).select(-4, 1)
+                     .diagonal(dim1=-4, dim2=-2).movedim(-1, -3))  # (..., R, S, G, n, n)
+            d_xs = torch.einsum("...rsgij,...sgjk->...rgik", d_off, ys)  # (..., R, G, n, K)
+            d_ys = torch.einsum("...rsgij,...rgik->...sgjk", d_off, xs)  # (..., S, G, n, K)
+            p_x, p_y = d_xs * xs, d_ys * ys  # d/d(exponent) of xs and ys
+            _node_halves(dx, G, n, 1).add_(d_xs * e_x)
+            _node_halves(dgx, G, n, 1).add_(p_x)
+            _node_halves(dy, G, n, 0).add_(d_ys * e_y)
+            dgy_l = _node_halves(dgy, G, n, 0)
+            dgy_l.sub_(p_y.sum(-4))
+            dgy_l[..., -1, :].add_(p_y.sum((-4, -2)) - p_x.sum((-4, -2)))  # through m = gy at the end of the left half
+            n *= 2
+        return dx, dgx, dy, dgy, None
+
+
+def decayed_scores(x, gx, y, gy, diag) -> torch.Tensor:
+    """``decayed_scores_autograd`` (same contract; see its docstring) with a hand-written backward.
+    Inputs must share their batch dims: x, gx (..., R, C, K), y (..., S, C, K), gy (..., C, K)."""
+    C = x.shape[-2]
+    if C & (C - 1):
+        raise ValueError(f"decayed_scores: the chunk length must be a power of two, got {C}")
+    batch = gy.shape[:-2]
+    if x.shape[:-3] != batch or y.shape[:-3] != batch or gx.shape != x.shape:
+        return decayed_scores_autograd(x, gx, y, gy, diag)
+    return _DecayedScores.apply(x, gx, y, gy, diag)
+
+
+def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, output_final_state=False, chunk_size=64):
+    """Chunked ``dplr_delta_rule_ref`` (same contract; see its docstring) in pure PyTorch."""
+    op = "chunk_dplr_delta_rule"
+    B, T, H, K, V = check_dplr_args(op, q, k, v, a, b, gk, initial_state)
+    check_chunk_size(op, chunk_size)
+    out_dtype = v.dtype
+    cd = compute_dtype(q, k, v, a, b, gk)
+    scale = default_scale(scale, K)
+    C = 1 << (chunk_len(T, chunk_size) - 1).bit_length()  # a power of two >= the chunk length (the score tree needs it)
+    T_pad = n_chunks(T, C) * C
+    # padding with zeros (decay 1, nothing written, nothing removed) leaves the state unchanged
+    q, k, v, a, b, gk = (pad_time(t.to(cd), T_pad) for t in (q, k, v, a, b, gk))
+    to_chunks = lambda t: rearrange(t, "b (n c) h k -> b n h c k", c=C)
+    qc, kc, vc, ac, bc, gkc = (to_chunks(t) for t in (q, k, v, a, b, gk))  # (B, N, H, C, K | V)
+    gc = gkc.cumsum(-2)  # (B, N, H, C, K): gc_t
+    gp = torch.cat([torch.zeros_like(gc[..., :1, :]), gc[..., :-1, :]], dim=-2)  # gc_{t-1}, exactly the previous cumsum
+
+    # the four score matrices at once: rows (q with gc, u <= t; a with gc_{t-1}, u < t) x columns (k, b)
+    diag = torch.tensor([1.0, 0.0], dtype=cd, device=q.device)
+    A = decayed_scores(torch.stack([qc, ac], -3), torch.stack([gc, gp], -3), torch.stack([kc, bc], -3), gc, diag)  # (B, N, H, 2, 2, C, C)
+    A_k, A_b = A.unbind(-3)  # (B, N, H, 2, C, C): rows (q, a) against the columns k, resp. b
+    A_qb, A_ab = A_b.unbind(-3)  # (B, N, H, C, C)
+    AV = A_k @ vc[..., None, :, :]  # (B, N, H, 2, C, V): A_qk V and A_ak V in one matmul
+    eye = torch.eye(C, dtype=cd, device=q.device)
+    rhs = torch.cat([ac * gp.exp(), AV[..., 1, :, :]], dim=-1)  # (B, N, H, C, K + V)
+    sol = torch.linalg.solve_triangular(eye - A_ab, rhs, upper=False, unitriangular=True)  # [W_S | W_0]: W = W_S S + W_0
+    Aqb_sol = A_qb @ sol  # (B, N, H, C, K + V): [A_qb W_S | A_qb W_0]
+    o_local = AV[..., 0, :, :] + Aqb_sol[..., K:]  # (B, N, H, C, V)
+    q_eff = qc * gc.exp() + Aqb_sol[..., :K]  # (B, N, H, C, K): O = o_local + q_eff S
+    to_end = (gc[..., -1:, :] - gc).exp()  # (B, N, H, C, K): exp(gc_C - gc_s) <= 1
+    b_sol = (bc * to_end).transpose(-1, -2) @ sol  # (B, N, H, K, K + V): [b~^T W_S | b~^T W_0]
+    dS0 = (kc * to_end).transpose(-1, -2) @ vc + b_sol[..., K:]  # (B, N, H, K, V)
+    M = torch.diag_embed(gc[..., -1, :].exp()) + b_sol[..., :K]  # (B, N, H, K, K): S_next = M S + dS0
+
+    S_in, S = carry_state(M, dS0, initial_state_or_zeros(initial_state, (B, H, K, V), q, cd), output_final_state)
+    o = scale * (o_local + q_eff @ S_in)
+    o = rearrange(o, "b n h c v -> b (n c) h v")[:, :T]
+    return o.to(out_dtype), (S if output_final_state else None)
