@@ -15,7 +15,8 @@ from ._dispatch import gpu_kernel
 _LOW = (torch.float16, torch.bfloat16)
 
 
-def _shape(x) -> str:
+def shape_str(x) -> str:
+    """A tensor's shape as a tuple string (or the type name of a non-tensor), for error messages."""
     return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
 
 
@@ -23,23 +24,23 @@ def check_qkv(op: str, q, k, v, initial_state=None) -> tuple[int, int, int, int,
     """Check q, k (B, T, H, K), v (B, T, H, V), initial_state (B, H, K, V); return (B, T, H, K, V)."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor) or t.dim() != 4:
-            raise ValueError(f"{op}: {name} must be a 4-d tensor (B, T, H, K|V), got {_shape(t)}")
+            raise ValueError(f"{op}: {name} must be a 4-d tensor (B, T, H, K|V), got {shape_str(t)}")
     B, T, H, K = q.shape
     if k.shape != q.shape:
-        raise ValueError(f"{op}: k has shape {_shape(k)} but q has {_shape(q)}; expected k of shape (B, T, H, K) = {tuple(q.shape)}")
+        raise ValueError(f"{op}: k has shape {shape_str(k)} but q has {shape_str(q)}; expected k of shape (B, T, H, K) = {tuple(q.shape)}")
     if v.shape[:3] != q.shape[:3]:
-        raise ValueError(f"{op}: v has shape {_shape(v)}; expected (B, T, H, V) = ({B}, {T}, {H}, V) to match q {_shape(q)}")
+        raise ValueError(f"{op}: v has shape {shape_str(v)}; expected (B, T, H, V) = ({B}, {T}, {H}, V) to match q {shape_str(q)}")
     V = v.shape[3]
     if initial_state is not None:
         if not isinstance(initial_state, torch.Tensor) or tuple(initial_state.shape) != (B, H, K, V):
-            raise ValueError(f"{op}: initial_state has shape {_shape(initial_state)}; expected (B, H, K, V) = {(B, H, K, V)}")
+            raise ValueError(f"{op}: initial_state has shape {shape_str(initial_state)}; expected (B, H, K, V) = {(B, H, K, V)}")
     return B, T, H, K, V
 
 
 def check_shape(op: str, x, shape: tuple[int, ...], what: str) -> None:
     """Raise ``"{op}: {what} has shape (...); expected (...)"`` unless x is a tensor of exactly ``shape``."""
     if not isinstance(x, torch.Tensor) or tuple(x.shape) != tuple(shape):
-        raise ValueError(f"{op}: {what} has shape {_shape(x)}; expected {tuple(shape)}")
+        raise ValueError(f"{op}: {what} has shape {shape_str(x)}; expected {tuple(shape)}")
 
 
 check_g = check_shape  # the name the gla / delta-rule ops use for their gate inputs
@@ -47,11 +48,6 @@ check_g = check_shape  # the name the gla / delta-rule ops use for their gate in
 
 def default_scale(scale, K: int) -> float:
     return K ** -0.5 if scale is None else float(scale)
-
-
-def shape_str(x) -> str:
-    """A tensor's shape as a tuple string (or the type name of a non-tensor), for error messages."""
-    return _shape(x)
 
 
 def compute_dtype(*tensors) -> torch.dtype:

@@ -3,25 +3,23 @@ from __future__ import annotations
 
 import torch
 
-
-def _shape(t) -> str:
-    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
+from .._common import shape_str
 
 
 def check_long_conv_args(op: str, u, k, bias=None, history=None) -> int:
     """Validate u (B, C, L), k (C, >= P + L), bias (C,), history (B, C, P); returns P."""
     if not isinstance(u, torch.Tensor) or u.dim() != 3:
-        raise ValueError(f"{op}: u must have shape (B, C, L), got {_shape(u)}")
+        raise ValueError(f"{op}: u must have shape (B, C, L), got {shape_str(u)}")
     B, C, L = u.shape
     P = 0
     if history is not None:
         if not isinstance(history, torch.Tensor) or history.dim() != 3 or tuple(history.shape[:2]) != (B, C):
-            raise ValueError(f"{op}: history must have shape (B, C, P) = ({B}, {C}, P), got {_shape(history)}")
+            raise ValueError(f"{op}: history must have shape (B, C, P) = ({B}, {C}, P), got {shape_str(history)}")
         P = history.shape[2]
     if not isinstance(k, torch.Tensor) or k.dim() != 2 or k.shape[0] != C:
-        raise ValueError(f"{op}: k must have shape (C, K) = ({C}, K), got {_shape(k)}")
+        raise ValueError(f"{op}: k must have shape (C, K) = ({C}, K), got {shape_str(k)}")
     if k.shape[1] < P + L:
         raise ValueError(f"{op}: the filter k has {k.shape[1]} taps but {P} history + {L} new positions need {P + L}")
     if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (C,)):
-        raise ValueError(f"{op}: bias must have shape (C,) = ({C},), got {_shape(bias)}")
+        raise ValueError(f"{op}: bias must have shape (C,) = ({C},), got {shape_str(bias)}")
     return P

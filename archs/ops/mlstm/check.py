@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..gla._common import _shape, check_qkv, compute_dtype, default_scale
+from .._common import check_qkv, compute_dtype, default_scale, shape_str
 
 
 def check_mlstm(op: str, q, k, v, i, log_f, initial_state, eps):
@@ -12,13 +12,13 @@ def check_mlstm(op: str, q, k, v, i, log_f, initial_state, eps):
     B, T, H, K, V = check_qkv(op, q, k, v)
     for name, g in (("i (input gate pre-activation)", i), ("log_f (log forget gate)", log_f)):
         if not isinstance(g, torch.Tensor) or tuple(g.shape) != (B, T, H):
-            raise ValueError(f"{op}: {name} has shape {_shape(g)}; expected (B, T, H) = {(B, T, H)}")
+            raise ValueError(f"{op}: {name} has shape {shape_str(g)}; expected (B, T, H) = {(B, T, H)}")
     if initial_state is not None:
         want = ((B, H, K, V), (B, H, K), (B, H))
         if not isinstance(initial_state, (tuple, list)) or len(initial_state) != 3 or any(
             not isinstance(s, torch.Tensor) or tuple(s.shape) != w for s, w in zip(initial_state, want)
         ):
-            got = [_shape(s) for s in initial_state] if isinstance(initial_state, (tuple, list)) else _shape(initial_state)
+            got = [shape_str(s) for s in initial_state] if isinstance(initial_state, (tuple, list)) else shape_str(initial_state)
             raise ValueError(f"{op}: initial_state must be (C, n, m) with shapes {list(want)}, got {got}")
     if not (isinstance(eps, (int, float)) and eps >= 0):
         raise ValueError(f"{op}: eps must be a non-negative number, got {eps!r}")

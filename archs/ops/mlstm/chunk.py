@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from ..gla._common import check_chunk_size, n_chunks, pad_time
+from .._common import check_chunk_size, n_chunks, pad_time
 from .check import check_mlstm, compute_dtype, default_scale
 
 
