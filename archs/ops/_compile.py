@@ -67,7 +67,10 @@ def cache_dir() -> Path:
 
 
 def compiler() -> str | None:
-    return shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++") or shutil.which("clang++")
+    """``$CXX`` if set (and found), else the first of c++, g++, clang++ on PATH, else None."""
+    if os.environ.get("CXX"):
+        return shutil.which(os.environ["CXX"])
+    return shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
 
 
 def _cpu_id() -> str:
