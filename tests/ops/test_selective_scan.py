@@ -38,6 +38,16 @@ def test_fast_matches_ref_values_and_grads(dtype, l, g, block, monkeypatch, cpu_
     assert_outputs_and_grads_match(selective_scan(**ins, **kw), selective_scan_ref(**ins, **kw), ins, dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [8, 16])
+def test_state_sizes_with_compiled_specialisations(n, dtype, cpu_path, monkeypatch):
+    """n = 8 and 16 run kernels with the state size fixed at compile time (the others: any n)."""
+    monkeypatch.setattr(cpu, "CKPT", 8)
+    ins = _inputs(2, 4, n, 21, 2, dtype, seed=n)
+    kw = dict(delta_softplus=True, return_last_state=True)
+    assert_outputs_and_grads_match(selective_scan(**ins, **kw), selective_scan_ref(**ins, **kw), ins, dtype)
+
+
 def test_minimal_arguments_and_no_softplus(cpu_path):
     ins = _inputs(1, 3, 2, 9, 0, torch.float64, seed=1, full=False)
     _close(selective_scan(**ins), selective_scan_ref(**ins), torch.float64)

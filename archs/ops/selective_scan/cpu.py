@@ -20,8 +20,8 @@ NAME = "selective_scan"
 SOURCES = [Path(__file__).with_name("cpu_kernel.cpp"), Path(__file__).parent.parent / "_cpu_math.h"]
 #: time steps between saved states (backward recomputes a block of this many steps)
 CKPT = 64
-#: largest state size the kernel takes (it has no such limit; bigger states are untested)
-MAX_STATE = 1024
+#: largest state size the kernel takes (its MAXN; larger states use the pure-PyTorch path)
+MAX_STATE = 256
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 

@@ -19,10 +19,15 @@
 #include <vector>
 #include "../_cpu_math.h"
 
-template <typename T>
+// N > 0: the state size as a compile-time constant (the state then lives in registers across the
+// time loop); N == 0: any n <= MAXN.
+static const int64_t MAXN = 256;
+
+template <typename T, int N>
 static void fwd(const T* u, const T* delta, const T* A, const T* B, const T* C, const T* D, const T* z,
                 const T* dbias, const T* h0, int softplus_on, int64_t b, int64_t d, int64_t l, int64_t n,
                 int64_t g, int64_t K, T* out, T* last, T* ckpt, int nthreads) {
+    if (N > 0) n = N;
     const int64_t e = d / g, nck = (l + K - 1) / K;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t bd = 0; bd < b * d; bd++) {
@@ -35,8 +40,8 @@ static void fwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
         const T* Ad = A + di * n;
         const T bias = dbias ? dbias[di] : T(0), Dd = D ? D[di] : T(0);
         T* op = out + bd * l;
-        std::vector<T> hv(n), dtv(l), gate(zp ? l : 0);
-        T* h = hv.data();
+        std::vector<T> dtv(l), gate(zp ? l : 0);
+        T h[N > 0 ? N : MAXN];
         for (int64_t k = 0; k < n; k++) h[k] = h0 ? h0[bd * n + k] : T(0);
         // the per-step scalars first, in vectorised passes: dt = softplus(delta + bias), silu(z)
         if (softplus_on) {
@@ -72,11 +77,12 @@ static void fwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
     }
 }
 
-template <typename T>
+template <typename T, int N>
 static void bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, const T* D, const T* z,
                 const T* dbias, int softplus_on, int64_t b, int64_t d, int64_t l, int64_t n, int64_t g,
                 int64_t K, const T* ckpt, const T* dout, const T* dlast, T* du, T* ddelta, T* dA_part,
                 T* dB_part, T* dC_part, T* dD_part, T* ddbias_part, T* dz, T* dh0, int64_t nblk, int nthreads) {
+    if (N > 0) n = N;
     const int64_t e = d / g, nck = (l + K - 1) / K, per = (e + nblk - 1) / nblk;
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads)
     for (int64_t task = 0; task < b * g * nblk; task++) {
@@ -86,7 +92,8 @@ static void bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
         T* dBp = dB_part + task * l * n;
         T* dCp = dC_part + task * l * n;
         for (int64_t i = 0; i < l * n; i++) dBp[i] = dCp[i] = T(0);
-        std::vector<T> hbuf((K + 1) * n), abuf(K * n), dtbuf(K), dspbuf(K), sgbuf(K), dh(n), dAacc(n);
+        std::vector<T> hbuf((K + 1) * n), abuf(K * n), dtbuf(K), dspbuf(K), sgbuf(K);
+        T dh[N > 0 ? N : MAXN], dAacc[N > 0 ? N : MAXN];
         for (int64_t di = gi * e + blk * per; di < gi * e + std::min(e, (blk + 1) * per); di++) {
             const int64_t bd = bi * d + di;
             const T* up = u + bd * l;
@@ -186,15 +193,17 @@ static void bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
                                  const T* z, const T* dbias, const T* h0, int softplus_on, int64_t b, int64_t d,   \
                                  int64_t l, int64_t n, int64_t g, int64_t K, T* out, T* last, T* ckpt,             \
                                  int nthreads) {                                                                  \
-        fwd<T>(u, delta, A, B, C, D, z, dbias, h0, softplus_on, b, d, l, n, g, K, out, last, ckpt, nthreads);     \
+        auto f = n == 16 ? fwd<T, 16> : (n == 8 ? fwd<T, 8> : fwd<T, 0>);                                         \
+        f(u, delta, A, B, C, D, z, dbias, h0, softplus_on, b, d, l, n, g, K, out, last, ckpt, nthreads);          \
     }                                                                                                             \
     extern "C" void ss_bwd_##SUF(const T* u, const T* delta, const T* A, const T* B, const T* C, const T* D,      \
                                  const T* z, const T* dbias, int softplus_on, int64_t b, int64_t d, int64_t l,     \
                                  int64_t n, int64_t g, int64_t K, const T* ckpt, const T* dout, const T* dlast,    \
                                  T* du, T* ddelta, T* dA_part, T* dB_part, T* dC_part, T* dD_part,                 \
                                  T* ddbias_part, T* dz, T* dh0, int64_t nblk, int nthreads) {                      \
-        bwd<T>(u, delta, A, B, C, D, z, dbias, softplus_on, b, d, l, n, g, K, ckpt, dout, dlast, du, ddelta,       \
-               dA_part, dB_part, dC_part, dD_part, ddbias_part, dz, dh0, nblk, nthreads);                          \
+        auto f = n == 16 ? bwd<T, 16> : (n == 8 ? bwd<T, 8> : bwd<T, 0>);                                         \
+        f(u, delta, A, B, C, D, z, dbias, softplus_on, b, d, l, n, g, K, ckpt, dout, dlast, du, ddelta, dA_part,   \
+          dB_part, dC_part, dD_part, ddbias_part, dz, dh0, nblk, nthreads);                                       \
     }
 
 EXPORT(float, f32)
