@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 ENV_MODE = "SEQARENA_CPU_KERNELS"
@@ -57,6 +58,20 @@ def mode() -> str:
     if v in ("0", "off", "false", "no"):
         return "off"
     raise ValueError(f"{ENV_MODE}={os.environ[ENV_MODE]!r}: expected 0 (pure PyTorch), 1 (compiled) or auto")
+
+
+@contextmanager
+def forced(value: str):
+    """Run a block with ``SEQARENA_CPU_KERNELS`` set to ``value`` ("0", "1" or "auto"); restores it after."""
+    old = os.environ.get(ENV_MODE)
+    os.environ[ENV_MODE] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV_MODE, None)
+        else:
+            os.environ[ENV_MODE] = old
 
 
 def cache_dir() -> Path:
