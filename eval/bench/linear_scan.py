@@ -5,6 +5,7 @@ Rows (one table, same keys):
   bench="scan fwd" / "scan fwd+bwd": shape (B=4, L, D=256), real fp32 and complex64;
       ref_ms = ``linear_scan_ref``, pure_ms = the pure-PyTorch form (chunked, recursive),
       compiled_ms = the compiled CPU kernel ("n/a" without a compiler); speedups ref / path.
+      With one torch thread the times are CPU time (``common.cpu_clock``).
 
     python -m eval.bench.linear_scan [--quick] [--threads N]
 """
@@ -17,7 +18,7 @@ import torch
 from archs.ops import _compile
 from archs.ops.linear_rnn import linear_scan, linear_scan_ref
 
-from .common import fwd_bwd, print_table, time_ms
+from .common import cpu_clock, fwd_bwd, print_table, time_ms
 
 
 
@@ -55,10 +56,10 @@ def scan_rows(lengths, dtypes=(torch.float32, torch.complex64), repeats: int = 3
                     run_fast, run_ref = fwd_bwd(_as_real(linear_scan), ins), fwd_bwd(_as_real(linear_scan_ref), ins)
                 ms = {"compiled": "n/a"}
                 with torch.set_grad_enabled(kind == "fwd+bwd"):
-                    ms["ref"] = time_ms(run_ref, repeats=repeats)
+                    ms["ref"] = time_ms(run_ref, repeats=repeats, clock=cpu_clock())
                     for path in paths:
                         with _compile.forced("1" if path == "compiled" else "0"):
-                            ms[path] = time_ms(run_fast, repeats=repeats)
+                            ms[path] = time_ms(run_fast, repeats=repeats, clock=cpu_clock())
                 ratio = lambda p: ms["ref"] / ms[p] if isinstance(ms[p], float) else "n/a"
                 rows.append({"bench": f"scan {kind}", "dtype": str(dtype)[6:], "L": L, "ref_ms": ms["ref"],
                              "pure_ms": ms["pure"], "compiled_ms": ms["compiled"], "ref/pure": ratio("pure"),

@@ -1,7 +1,8 @@
 """Selective state-space models: fast ops vs their sequential refs on every available CPU path,
 the Mamba layer vs mambapy, and decode-step cost of mamba vs attention.
 
-Tables (every ratio is measured in this run, nothing is extrapolated):
+Tables (every ratio is measured in this run, nothing is extrapolated; with one torch thread the
+ops and layer tables time CPU time, ``common.cpu_clock``, so other jobs on the machine do not count):
   "selective_scan": u (b=2, d=256, L), n=16, B/C (b, n, L), D, z, delta_bias, softplus; one row per
       (fwd | fwd+bwd, L) with ``ref_ms`` (``selective_scan_ref``), ``pure_ms`` (the pure-PyTorch
       form), ``compiled_ms`` (the compiled CPU kernel; "n/a" without a compiler) and the speedups
@@ -27,7 +28,7 @@ from archs.ops import _compile
 from archs.ops.selective_scan import selective_scan, selective_scan_ref
 from archs.ops.ssd import ssd, ssd_ref
 
-from .common import fwd_bwd, print_table, time_ms
+from .common import cpu_clock, fwd_bwd, print_table, time_ms
 from .decode import decode_step_ms
 
 SKIPPED = "skipped"
@@ -95,8 +96,8 @@ def selective_scan_rows(lengths, ref_max_len: int, repeats: int = 3) -> list[dic
                         ms[path] = NA
                         continue
                     with _on_path(path):
-                        ms[path] = time_ms(run_fast, repeats=repeats)
-                ms["ref"] = time_ms(run_ref, warmup=0, repeats=1) if L <= ref_max_len else SKIPPED
+                        ms[path] = time_ms(run_fast, repeats=repeats, clock=cpu_clock())
+                ms["ref"] = time_ms(run_ref, warmup=0, repeats=1, clock=cpu_clock()) if L <= ref_max_len else SKIPPED
             rows.append({"bench": f"selective_scan {kind}", "L": L, "ref_ms": ms["ref"], "pure_ms": ms["pure"],
                          "compiled_ms": ms["compiled"], "ref/pure": _ratio(ms["ref"], ms["pure"]),
                          "ref/compiled": _ratio(ms["ref"], ms["compiled"])})
@@ -138,11 +139,11 @@ def layer_rows(d_model: int = 256, batch: int = 4, L: int = 1024, repeats: int =
         t_theirs = SKIPPED
     else:
         theirs = MambaBlock(MambaConfig(d_model=d_model, n_layers=1, d_state=16, expand_factor=2, d_conv=4))
-        t_theirs = time_ms(fb(theirs), repeats=repeats)
+        t_theirs = time_ms(fb(theirs), repeats=repeats, clock=cpu_clock())
     rows = []
     for path in _paths():
         with _on_path(path):
-            t_ours = time_ms(fb(ours), repeats=repeats)
+            t_ours = time_ms(fb(ours), repeats=repeats, clock=cpu_clock())
         rows.append(_row(f"mamba layer fwd+bwd ({path})", L, "mambapy", t_theirs, t_ours))
     return rows
 

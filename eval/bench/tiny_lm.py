@@ -3,7 +3,8 @@
 Rows: one per (arch, seq_len, CPU path): a model as ``configs/arch/<arch>.yaml`` with
 ``configs/model/tiny.yaml`` (d_model 64, 2 layers), byte vocabulary (256), batch 8; one AdamW
 training step (forward, backward, update); all (arch, path) steps interleaved round by round,
-each row the fastest of ``steps`` rounds after two warm-up rounds.
+each row the fastest of ``steps`` rounds after two warm-up rounds (CPU time with one torch thread,
+``common.cpu_clock``).
 FLOPs per step = 3 x ``flops_per_token(seq_len)`` x tokens (the trainer's budget rule).
 ``ratio`` = (ms / FLOP of this row) / (ms / FLOP of attention at the same length and path):
 the issue-14 target is mamba <= 1.5 with the compiled path.
@@ -13,7 +14,6 @@ the issue-14 target is mamba <= 1.5 with the compiled path.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from archs import LanguageModel
 from archs.ops import _compile
 
-from .common import print_table
+from .common import cpu_clock, print_table
 
 ARCHS = ("attention", "mamba", "mamba2", "hgrn")
 _CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -67,13 +67,14 @@ def rows(seq_lens=(64, 128), archs=ARCHS, batch: int = 8, steps: int = 10, paths
                 torch.manual_seed(0)
                 model = build(arch)
                 runs[arch, path] = (train_step(model, batch, L), 3 * model.flops_per_token(L) * batch * L, [])
+        clock = cpu_clock()
         for r in range(steps + 2):  # two warm-up rounds
             for (arch, path), (step, _, times) in runs.items():
                 with _compile.forced("1" if path == "compiled" else "0"):
-                    t0 = time.perf_counter()
+                    t0 = clock()
                     step()
                     if r >= 2:
-                        times.append(1e3 * (time.perf_counter() - t0))
+                        times.append(1e3 * (clock() - t0))
         for path in paths:
             base = min(runs["attention", path][2]) / runs["attention", path][1] if ("attention", path) in runs else None
             for arch in archs:
