@@ -150,6 +150,24 @@ def test_integer_inputs_rejected():
         linear_scan(torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128], ids=["f64", "c128"])
+@pytest.mark.parametrize("cotangent", ["expanded", "transposed"])
+def test_gradient_of_h_with_any_strides(dtype, cotangent, cpu_path):
+    """The incoming gradient may be a broadcast (from .sum()) or a non-contiguous view."""
+    g = torch.Generator().manual_seed(8)
+    L = 2 * CHUNK + 3
+    a = _decay((2, L, 5), dtype, "mixed", g).requires_grad_()
+    b = torch.randn(2, L, 5, generator=g, dtype=dtype, requires_grad=True)
+    if cotangent == "expanded":
+        gh = torch.ones((), dtype=dtype).expand(2, L, 5)
+    else:
+        gh = torch.randn(5, L, 2, generator=g, dtype=dtype).transpose(0, 2)
+    got = torch.autograd.grad(linear_scan(a, b), (a, b), gh)
+    want = torch.autograd.grad(linear_scan_ref(a, b), (a, b), gh)
+    for x, y, nm in zip(got, want, "ab"):
+        assert_rel_close(x, y, TOL[dtype], f"grad of {nm}")
+
+
 def test_dispatch_takes_the_selected_path(cpu_path, monkeypatch):
     import archs.ops.linear_rnn.cpu as cpu
 

@@ -60,12 +60,12 @@ class LinearScanCPU(torch.autograd.Function):
         a, h, h0 = ctx.saved_tensors
         need_a, need_b, need_h0 = ctx.needs_input_grad
         P, L, M = h.shape
-        gh = gh.to(h.dtype).contiguous()
+        gh = gh.to(h.dtype)  # any strides: the kernel reads them (an expanded gradient is not copied)
         gb = torch.empty_like(h)
         ga = torch.empty_like(h) if need_a else None
         gh0 = torch.empty_like(h0) if (need_h0 and h0 is not None) else None
         getattr(library(), f"ls_bwd_{_SUFFIX[h.dtype]}")(
-            ptr(_raw(a)), ptr(_raw(h)), ptr(None if h0 is None else _raw(h0)), ptr(_raw(gh)),
+            ptr(_raw(a)), ptr(_raw(h)), ptr(None if h0 is None else _raw(h0)), ptr(gh), *_args(*gh.stride()),
             ptr(None if ga is None else _raw(ga)), ptr(_raw(gb)), ptr(None if gh0 is None else _raw(gh0)),
             *_args(P, L, M), max(1, torch.get_num_threads()))
         return ga, (gb if need_b else None), gh0

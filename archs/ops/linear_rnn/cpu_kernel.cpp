@@ -1,6 +1,7 @@
 // Linear scan h_t = a_t * h_{t-1} + b_t on CPU, real or complex, forward and backward.
 //
-// Layout: a, b, h, and the gradients (P, L, M) contiguous; h0, dh0 (P, M); complex numbers are
+// Layout: a, b, h, and the gradients (P, L, M) contiguous, except the incoming gradient of h, read
+// with any strides (gsP, gsL, gsM, in elements: an expanded one is not copied); h0, dh0 (P, M); complex numbers are
 // interleaved (re, im) pairs (torch.view_as_real). Parallel over P x blocks of MB features;
 // inside a task the feature loop is innermost and vectorised, the time loop sequential, and the
 // previous state is re-read from the row just written (in L1). One pass each way (the gradient of
@@ -38,8 +39,8 @@ static void fwd_real(const T* a, const T* b, const T* h0, T* h, int64_t P, int64
 }
 
 template <typename T>
-static void bwd_real(const T* a, const T* h, const T* h0, const T* gh, T* ga, T* gb, T* gh0, int64_t P, int64_t L,
-                     int64_t M, int nthreads) {
+static void bwd_real(const T* a, const T* h, const T* h0, const T* gh, int64_t gsP, int64_t gsL, int64_t gsM, T* ga,
+                     T* gb, T* gh0, int64_t P, int64_t L, int64_t M, int nthreads) {
     const int64_t nb = (M + MB - 1) / MB;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t task = 0; task < P * nb; task++) {
@@ -47,15 +48,17 @@ static void bwd_real(const T* a, const T* h, const T* h0, const T* gh, T* ga, T*
         const int64_t base = p * L * M;
         // g_t and, fused in the same pass, dL/da_t = g_t h_{t-1} (t >= 1)
         for (int64_t t = L - 1; t >= 0; t--) {
-            const T* gt = gh + base + t * M;
+            const T* gt = gh + p * gsP + t * gsL;  // dL/dh_t, any strides (a broadcast one reads no memory)
             T* g = gb + base + t * M;
-            if (t == L - 1) {
+            if (gsM != 1)
+                for (int64_t m = m0; m < m1; m++) g[m] = gt[m * gsM];
+            else
                 for (int64_t m = m0; m < m1; m++) g[m] = gt[m];
-            } else {
+            if (t < L - 1) {
                 const T* an = a + base + (t + 1) * M;
                 const T* gn = gb + base + (t + 1) * M;
 #pragma omp simd
-                for (int64_t m = m0; m < m1; m++) g[m] = gt[m] + an[m] * gn[m];
+                for (int64_t m = m0; m < m1; m++) g[m] += an[m] * gn[m];
             }
             if (ga && t >= 1) {
                 const T* hp = h + base + (t - 1) * M;
@@ -99,26 +102,28 @@ static void fwd_cplx(const T* a, const T* b, const T* h0, T* h, int64_t P, int64
 }
 
 template <typename T>
-static void bwd_cplx(const T* a, const T* h, const T* h0, const T* gh, T* ga, T* gb, T* gh0, int64_t P, int64_t L,
-                     int64_t M, int nthreads) {
+static void bwd_cplx(const T* a, const T* h, const T* h0, const T* gh, int64_t gsP, int64_t gsL, int64_t gsM, T* ga,
+                     T* gb, T* gh0, int64_t P, int64_t L, int64_t M, int nthreads) {
     const int64_t nb = (M + MB - 1) / MB;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t task = 0; task < P * nb; task++) {
         const int64_t p = task / nb, m0 = (task % nb) * MB, m1 = std::min(M, m0 + MB);
         const int64_t base = 2 * p * L * M;
         for (int64_t t = L - 1; t >= 0; t--) {
-            const T* gt = gh + base + 2 * t * M;
+            const T* gt = gh + 2 * (p * gsP + t * gsL);  // strides in complex numbers
             T* g = gb + base + 2 * t * M;
-            if (t == L - 1) {
+            if (gsM != 1)
+                for (int64_t m = m0; m < m1; m++) g[2 * m] = gt[2 * m * gsM], g[2 * m + 1] = gt[2 * m * gsM + 1];
+            else
                 for (int64_t m = 2 * m0; m < 2 * m1; m++) g[m] = gt[m];
-            } else {
+            if (t < L - 1) {
                 const T* an = a + base + 2 * (t + 1) * M;
                 const T* gn = gb + base + 2 * (t + 1) * M;
 #pragma omp simd
                 for (int64_t m = m0; m < m1; m++) {  // g = gh + conj(a_next) g_next
                     const T ar = an[2 * m], ai = an[2 * m + 1], xr = gn[2 * m], xi = gn[2 * m + 1];
-                    g[2 * m] = gt[2 * m] + ar * xr + ai * xi;
-                    g[2 * m + 1] = gt[2 * m + 1] + ar * xi - ai * xr;
+                    g[2 * m] += ar * xr + ai * xi;
+                    g[2 * m + 1] += ar * xi - ai * xr;
                 }
             }
             if (!ga) continue;
@@ -150,9 +155,10 @@ static void bwd_cplx(const T* a, const T* h, const T* h0, const T* gh, T* ga, T*
                                  int nthreads) {                                                                \
         fwd_##KIND<T>(a, b, h0, h, P, L, M, nthreads);                                                          \
     }                                                                                                           \
-    extern "C" void ls_bwd_##SUF(const T* a, const T* h, const T* h0, const T* gh, T* ga, T* gb, T* gh0,         \
-                                 int64_t P, int64_t L, int64_t M, int nthreads) {                               \
-        bwd_##KIND<T>(a, h, h0, gh, ga, gb, gh0, P, L, M, nthreads);                                            \
+    extern "C" void ls_bwd_##SUF(const T* a, const T* h, const T* h0, const T* gh, int64_t gsP, int64_t gsL,     \
+                                 int64_t gsM, T* ga, T* gb, T* gh0, int64_t P, int64_t L, int64_t M,            \
+                                 int nthreads) {                                                                \
+        bwd_##KIND<T>(a, h, h0, gh, gsP, gsL, gsM, ga, gb, gh0, P, L, M, nthreads);                             \
     }
 
 EXPORT(real, float, f32)
