@@ -40,10 +40,10 @@ def test_fast_matches_ref_values_and_grads(dtype, l, g, block, monkeypatch, cpu_
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n", [8, 16])
-def test_state_sizes_with_compiled_specialisations(n, dtype, cpu_path, monkeypatch):
-    """n = 16 runs kernels with the state size fixed at compile time; 8 (like the others) the generic one."""
+def test_common_state_sizes(n, dtype, cpu_path, monkeypatch):
+    """d_state 8 and 16 (Mamba's default), several checkpoint blocks, channels not a multiple of the lanes."""
     monkeypatch.setattr(cpu, "CKPT", 8)
-    ins = _inputs(2, 4, n, 21, 2, dtype, seed=n)
+    ins = _inputs(2, 22, n, 21, 2, dtype, seed=n)
     kw = dict(delta_softplus=True, return_last_state=True)
     assert_outputs_and_grads_match(selective_scan(**ins, **kw), selective_scan_ref(**ins, **kw), ins, dtype)
 

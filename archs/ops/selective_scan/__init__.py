@@ -38,7 +38,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         if kernel is not None:
             return kernel(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
                           return_last_state=return_last_state)
-    if cpu.usable(u, delta, A, B, C, D, z, delta_bias, initial_state) and A.shape[1] <= cpu.MAX_STATE:
+    if cpu.usable(u, delta, A, B, C, D, z, delta_bias, initial_state):
         return cpu.selective_scan_cpu(u, delta, A, as_grouped(B), as_grouped(C), D, z, delta_bias, delta_softplus,
                                       return_last_state, initial_state)
     return selective_scan_pure(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state)

@@ -1,4 +1,4 @@
-// Selective scan (Mamba-1's S6) on CPU: one fused pass per (batch, channel), state in registers.
+// Selective scan (Mamba-1's S6) on CPU: fused, vectorised across channels, state in L1.
 //
 // Implements Gu & Dao 2023, Algorithm 2 (the definition in ref.py), with the extras of
 // mamba_ssm's selective_scan_fn fused in:
@@ -6,202 +6,271 @@
 //     h_t  = exp(dt_t A) * h_{t-1} + dt_t u_t B_t  h: (n,) per (batch, channel), h_{-1} = h0 or 0
 //     y_t  = <h_t, C_t> + D u_t;  out_t = y_t * silu(z_t)  (z optional)
 // Layouts (all contiguous): u, delta, z, out (b, d, l); A (d, n); B, C (b, g, l, n) (state
-// innermost: one time step of B is one vector); D, delta_bias (d,); h0, last (b, d, n);
-// ckpt (b, d, nck, n) the state entering each block of K steps (nck = ceil(l / K)).
-// The (b, d, l, n) state history is never stored: backward recomputes each block from ckpt.
+// innermost); D, delta_bias (d,); h0, last (b, d, n); ckpt (b, d, nck, n): the state entering
+// each block of K steps (nck = ceil(l / K)). The (b, d, l, n) state history is never stored:
+// backward recomputes one block at a time from ckpt.
 //
-// Parallel over (batch, channel) in forward. In backward, channels of one group share B and C,
-// so their dB, dC sums would race: the work is split into (batch, group, channel block) tasks,
-// each summing into its own (l, n) slice of dB_part / dC_part (b, g, nblk, l, n); the caller
-// sums over nblk. dA, dD, d(delta_bias) are written per (batch, channel) and summed by the caller.
-#include <cstdint>
+// Vectorisation: V channels of one group (V = 16 floats or 8 doubles, one AVX-512 register) are
+// the SIMD lanes. Channels of a group share B_t and C_t, so those are scalars broadcast to the
+// lanes, and the contraction over the state is a sum of n lane-wise products: no horizontal
+// reduction per step. A time block's per-channel scalars (dt, u, z, dout) are gathered into
+// (K, V) buffers first; lanes past the last channel carry zeros and write nothing.
+//
+// Parallel over tasks (batch, group, channel chunk); nblk chunks per (batch, group). Backward
+// sums dB, dC over channels: lane-wise into (K, n, V) buffers per time block, then over lanes
+// into the task's own (l, n) slice of dB_part / dC_part (b, g, nblk, l, n); the caller sums over
+// nblk. dA, dD, d(delta_bias) are written per (batch, channel) and summed over batch by the caller.
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 #include "../_cpu_math.h"
 
-// N > 0: the state size as a compile-time constant (the state then lives in registers across the
-// time loop); N == 0: any n <= MAXN. Only N = 16 (Mamba's default d_state) is specialised: each
-// specialisation adds about a second of CPU time to the first-use build.
-static const int64_t MAXN = 256;
+template <typename T> struct Lanes { static const int V = 64 / sizeof(T); };
 
-template <typename T, int N>
+// gather rows [c0, c0 + nv) x [s, s + kk) of a (.., l) array into buf (kk, V); zeros elsewhere
+template <typename T, int V>
+static inline void gather(const T* src, int64_t l, int64_t nv, int64_t s, int64_t kk, T* buf) {
+    for (int64_t tt = 0; tt < kk; tt++)
+        for (int v = 0; v < V; v++) buf[tt * V + v] = v < nv ? src[v * l + s + tt] : T(0);
+}
+
+template <typename T, int V>
+static inline void scatter(const T* buf, int64_t l, int64_t nv, int64_t s, int64_t kk, T* dst) {
+    for (int64_t v = 0; v < nv; v++)
+        for (int64_t tt = 0; tt < kk; tt++) dst[v * l + s + tt] = buf[tt * V + v];
+}
+
+template <typename T>
 static void fwd(const T* u, const T* delta, const T* A, const T* B, const T* C, const T* D, const T* z,
                 const T* dbias, const T* h0, int softplus_on, int64_t b, int64_t d, int64_t l, int64_t n,
                 int64_t g, int64_t K, T* out, T* last, T* ckpt, int nthreads) {
-    if (N > 0) n = N;
-    const int64_t e = d / g, nck = (l + K - 1) / K;
+    constexpr int V = Lanes<T>::V;
+    const int64_t e = d / g, nck = (l + K - 1) / K, ncb = (e + V - 1) / V;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t bd = 0; bd < b * d; bd++) {
-        const int64_t bi = bd / d, di = bd % d, gi = di / e;
-        const T* up = u + bd * l;
-        const T* dp = delta + bd * l;
-        const T* zp = z ? z + bd * l : nullptr;
+    for (int64_t task = 0; task < b * g * ncb; task++) {
+        const int64_t bi = task / (g * ncb), gi = (task / ncb) % g, cb = task % ncb;
+        const int64_t c0 = gi * e + cb * V, nv = std::min<int64_t>(V, gi * e + e - c0), bd0 = bi * d + c0;
         const T* Bp = B + (bi * g + gi) * l * n;
         const T* Cp = C + (bi * g + gi) * l * n;
-        const T* Ad = A + di * n;
-        const T bias = dbias ? dbias[di] : T(0), Dd = D ? D[di] : T(0);
-        T* op = out + bd * l;
-        std::vector<T> dtv(l), gate(zp ? l : 0);
-        T h[N > 0 ? N : MAXN];
-        for (int64_t k = 0; k < n; k++) h[k] = h0 ? h0[bd * n + k] : T(0);
-        // the per-step scalars first, in vectorised passes: dt = softplus(delta + bias), silu(z)
-        if (softplus_on) {
-            softplus_row(dp, bias, dtv.data(), (T*)nullptr, l);
-        } else {
-#pragma omp simd
-            for (int64_t t = 0; t < l; t++) dtv[t] = dp[t] + bias;
+        std::vector<T> h(n * V), Al(n * V), raw(K * V), dt(K * V), ub(K * V), gate(K * V), yb(K * V);
+        T bias[V], Dl[V];
+        for (int v = 0; v < V; v++) {
+            bias[v] = (dbias && v < nv) ? dbias[c0 + v] : T(0);
+            Dl[v] = (D && v < nv) ? D[c0 + v] : T(0);
         }
-        if (zp) {
-#pragma omp simd
-            for (int64_t t = 0; t < l; t++) gate[t] = zp[t] * sigmoid(zp[t]);
-        }
-        for (int64_t t = 0; t < l; t++) {
-            if (ckpt && t % K == 0)
-                for (int64_t k = 0; k < n; k++) ckpt[(bd * nck + t / K) * n + k] = h[k];
-            const T dt = dtv[t];
-            const T du = dt * up[t];
-            const T* Bt = Bp + t * n;
-            const T* Ct = Cp + t * n;
-            T y = 0;
-#pragma omp simd reduction(+ : y)
-            for (int64_t k = 0; k < n; k++) {
-                const T hk = exp_vec(dt * Ad[k]) * h[k] + du * Bt[k];
-                h[k] = hk;
-                y += hk * Ct[k];
+        for (int64_t k = 0; k < n; k++)
+            for (int v = 0; v < V; v++) {
+                Al[k * V + v] = v < nv ? A[(c0 + v) * n + k] : T(0);
+                h[k * V + v] = (h0 && v < nv) ? h0[(bd0 + v) * n + k] : T(0);
             }
-            y += Dd * up[t];
-            if (zp) y *= gate[t];
-            op[t] = y;
+        for (int64_t j = 0; j < nck; j++) {
+            const int64_t s = j * K, kk = std::min(K, l - s);
+            if (ckpt)
+                for (int64_t v = 0; v < nv; v++)
+                    for (int64_t k = 0; k < n; k++) ckpt[((bd0 + v) * nck + j) * n + k] = h[k * V + v];
+            gather<T, V>(delta + bd0 * l, l, nv, s, kk, raw.data());
+            for (int64_t tt = 0; tt < kk; tt++)
+                for (int v = 0; v < V; v++) raw[tt * V + v] += bias[v];
+            if (softplus_on)
+                softplus_row(raw.data(), T(0), dt.data(), (T*)nullptr, kk * V);
+            else
+                std::copy(raw.begin(), raw.begin() + kk * V, dt.begin());
+            gather<T, V>(u + bd0 * l, l, nv, s, kk, ub.data());
+            if (z) {
+                gather<T, V>(z + bd0 * l, l, nv, s, kk, gate.data());
+#pragma omp simd
+                for (int64_t i = 0; i < kk * V; i++) gate[i] *= sigmoid(gate[i]);
+            }
+            for (int64_t tt = 0; tt < kk; tt++) {
+                const T* Bt = Bp + (s + tt) * n;
+                const T* Ct = Cp + (s + tt) * n;
+                const T* dtv = &dt[tt * V];
+                const T* uv = &ub[tt * V];
+                T du[V], y[V];
+                for (int v = 0; v < V; v++) du[v] = dtv[v] * uv[v], y[v] = Dl[v] * uv[v];
+                for (int64_t k = 0; k < n; k++) {
+                    const T bk = Bt[k], ck = Ct[k];
+                    T* hk = &h[k * V];
+                    const T* Ak = &Al[k * V];
+#pragma omp simd
+                    for (int v = 0; v < V; v++) {
+                        const T hv = exp_vec(dtv[v] * Ak[v]) * hk[v] + du[v] * bk;
+                        hk[v] = hv;
+                        y[v] += hv * ck;
+                    }
+                }
+                if (z)
+                    for (int v = 0; v < V; v++) y[v] *= gate[tt * V + v];
+                for (int v = 0; v < V; v++) yb[tt * V + v] = y[v];
+            }
+            scatter<T, V>(yb.data(), l, nv, s, kk, out + bd0 * l);
         }
         if (last)
-            for (int64_t k = 0; k < n; k++) last[bd * n + k] = h[k];
+            for (int64_t v = 0; v < nv; v++)
+                for (int64_t k = 0; k < n; k++) last[(bd0 + v) * n + k] = h[k * V + v];
     }
 }
 
-template <typename T, int N>
+template <typename T>
 static void bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, const T* D, const T* z,
                 const T* dbias, int softplus_on, int64_t b, int64_t d, int64_t l, int64_t n, int64_t g,
                 int64_t K, const T* ckpt, const T* dout, const T* dlast, T* du, T* ddelta, T* dA_part,
                 T* dB_part, T* dC_part, T* dD_part, T* ddbias_part, T* dz, T* dh0, int64_t nblk, int nthreads) {
-    if (N > 0) n = N;
-    const int64_t e = d / g, nck = (l + K - 1) / K, per = (e + nblk - 1) / nblk;
+    constexpr int V = Lanes<T>::V;
+    const int64_t e = d / g, nck = (l + K - 1) / K, ncb = (e + V - 1) / V, per = (ncb + nblk - 1) / nblk;
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads)
     for (int64_t task = 0; task < b * g * nblk; task++) {
         const int64_t bi = task / (g * nblk), gi = (task / nblk) % g, blk = task % nblk;
+        const int64_t cb0 = blk * per, cb1 = std::min(ncb, (blk + 1) * per), ncbt = std::max<int64_t>(cb1 - cb0, 0);
         const T* Bp = B + (bi * g + gi) * l * n;
         const T* Cp = C + (bi * g + gi) * l * n;
         T* dBp = dB_part + task * l * n;
         T* dCp = dC_part + task * l * n;
-        for (int64_t i = 0; i < l * n; i++) dBp[i] = dCp[i] = T(0);
-        std::vector<T> hbuf((K + 1) * n), abuf(K * n), dtbuf(K), dspbuf(K), sgbuf(K);
-        const int64_t c0 = gi * e + blk * per, c1 = gi * e + std::min(e, (blk + 1) * per);
-        // per-channel carries between blocks: dL/dh entering from later steps, and the sums
-        std::vector<T> dh_all(std::max<int64_t>(c1 - c0, 0) * n), dA_all(dh_all.size());
-        std::vector<T> dD_all(std::max<int64_t>(c1 - c0, 0)), db_all(dD_all.size());
-        for (int64_t di = c0; di < c1; di++)
-            for (int64_t k = 0; k < n; k++) dh_all[(di - c0) * n + k] = dlast ? dlast[(bi * d + di) * n + k] : T(0);
-        T dh[N > 0 ? N : MAXN], dAacc[N > 0 ? N : MAXN];
-        // blocks outermost, channels inside: a block's B, C, dB, dC rows stay in L1 across the channels
+        // carries per channel block between time blocks: dL/dh, and the sums for dA, D, delta_bias
+        std::vector<T> dh(ncbt * n * V), dA(ncbt * n * V, T(0)), dD(ncbt * V, T(0)), dbs(ncbt * V, T(0));
+        std::vector<T> hist((K + 1) * n * V), a(K * n * V), dBv(K * n * V), dCv(K * n * V), Al(n * V);
+        std::vector<T> raw(K * V), dt(K * V), dsp(K * V), ub(K * V), zb(K * V), sg(K * V), gb(K * V);
+        std::vector<T> o_du(K * V), o_dd(K * V), o_dz(K * V);
+        for (int64_t c = 0; c < ncbt; c++) {
+            const int64_t c0 = gi * e + (cb0 + c) * V, nv = std::min<int64_t>(V, gi * e + e - c0);
+            for (int64_t k = 0; k < n; k++)
+                for (int v = 0; v < V; v++)
+                    dh[(c * n + k) * V + v] = (dlast && v < nv) ? dlast[(bi * d + c0 + v) * n + k] : T(0);
+        }
         for (int64_t j = nck - 1; j >= 0; j--) {
             const int64_t s = j * K, kk = std::min(K, l - s);
-            for (int64_t di = c0; di < c1; di++) {
-                const int64_t bd = bi * d + di;
-                const T* up = u + bd * l;
-                const T* dp = delta + bd * l;
-                const T* zp = z ? z + bd * l : nullptr;
-                const T* gp = dout + bd * l;
-                const T* Ad = A + di * n;
-                const T bias = dbias ? dbias[di] : T(0), Dd = D ? D[di] : T(0);
-                T dDacc = dD_all[di - c0], dbacc = db_all[di - c0];
-                for (int64_t k = 0; k < n; k++) {
-                    dh[k] = dh_all[(di - c0) * n + k];
-                    dAacc[k] = dA_all[(di - c0) * n + k];
+            std::fill(dBv.begin(), dBv.begin() + kk * n * V, T(0));
+            std::fill(dCv.begin(), dCv.begin() + kk * n * V, T(0));
+            for (int64_t c = 0; c < ncbt; c++) {
+                const int64_t c0 = gi * e + (cb0 + c) * V, nv = std::min<int64_t>(V, gi * e + e - c0);
+                const int64_t bd0 = bi * d + c0;
+                T bias[V], Dl[V];
+                for (int v = 0; v < V; v++) {
+                    bias[v] = (dbias && v < nv) ? dbias[c0 + v] : T(0);
+                    Dl[v] = (D && v < nv) ? D[c0 + v] : T(0);
                 }
-                // recompute the block: dt, a = exp(dt A) and h_{s-1} .. h_{s+kk-1}
-                for (int64_t k = 0; k < n; k++) hbuf[k] = ckpt[(bd * nck + j) * n + k];
-                // per-step scalars of the block, vectorised: dt, softplus' = sigmoid, sigmoid(z)
+                for (int64_t k = 0; k < n; k++)
+                    for (int v = 0; v < V; v++) Al[k * V + v] = v < nv ? A[(c0 + v) * n + k] : T(0);
+                // the block's per-step scalars
+                gather<T, V>(delta + bd0 * l, l, nv, s, kk, raw.data());
+                for (int64_t tt = 0; tt < kk; tt++)
+                    for (int v = 0; v < V; v++) raw[tt * V + v] += bias[v];
                 if (softplus_on) {
-                    softplus_row(dp + s, bias, dtbuf.data(), dspbuf.data(), kk);
+                    softplus_row(raw.data(), T(0), dt.data(), dsp.data(), kk * V);
                 } else {
-                    for (int64_t tt = 0; tt < kk; tt++) {
-                        dtbuf[tt] = dp[s + tt] + bias;
-                        dspbuf[tt] = T(1);
-                    }
+                    std::copy(raw.begin(), raw.begin() + kk * V, dt.begin());
+                    std::fill(dsp.begin(), dsp.begin() + kk * V, T(1));
                 }
-                if (zp) {
+                gather<T, V>(u + bd0 * l, l, nv, s, kk, ub.data());
+                gather<T, V>(dout + bd0 * l, l, nv, s, kk, gb.data());
+                if (z) {
+                    gather<T, V>(z + bd0 * l, l, nv, s, kk, zb.data());
 #pragma omp simd
-                    for (int64_t tt = 0; tt < kk; tt++) sgbuf[tt] = sigmoid(zp[s + tt]);
+                    for (int64_t i = 0; i < kk * V; i++) sg[i] = sigmoid(zb[i]);
                 }
+                // recompute the block's states h_{s-1} .. h_{s+kk-1} and decays a
+                for (int64_t k = 0; k < n; k++)
+                    for (int v = 0; v < V; v++) hist[k * V + v] = v < nv ? ckpt[((bd0 + v) * nck + j) * n + k] : T(0);
                 for (int64_t tt = 0; tt < kk; tt++) {
-                    const int64_t t = s + tt;
-                    const T dt = dtbuf[tt];
-                    const T dtu = dt * up[t];
-                    const T* Bt = Bp + t * n;
-                    const T* hp = &hbuf[tt * n];
-                    T* hc = &hbuf[(tt + 1) * n];
-                    T* a = &abuf[tt * n];
+                    const T* Bt = Bp + (s + tt) * n;
+                    const T* dtv = &dt[tt * V];
+                    T duv[V];
+                    for (int v = 0; v < V; v++) duv[v] = dtv[v] * ub[tt * V + v];
+                    for (int64_t k = 0; k < n; k++) {
+                        const T bk = Bt[k];
+                        const T* hp = &hist[(tt * n + k) * V];
+                        T* hc = &hist[((tt + 1) * n + k) * V];
+                        T* ak = &a[(tt * n + k) * V];
+                        const T* Ak = &Al[k * V];
 #pragma omp simd
-                    for (int64_t k = 0; k < n; k++) {
-                        a[k] = exp_vec(dt * Ad[k]);
-                        hc[k] = a[k] * hp[k] + dtu * Bt[k];
+                        for (int v = 0; v < V; v++) {
+                            ak[v] = exp_vec(dtv[v] * Ak[v]);
+                            hc[v] = ak[v] * hp[v] + duv[v] * bk;
+                        }
                     }
                 }
+                // the reverse-time pass
+                T* dhc = &dh[c * n * V];
+                T* dAc = &dA[c * n * V];
                 for (int64_t tt = kk - 1; tt >= 0; tt--) {
-                    const int64_t t = s + tt;
-                    const T* Bt = Bp + t * n;
-                    const T* Ct = Cp + t * n;
-                    T* dBt = dBp + t * n;
-                    T* dCt = dCp + t * n;
-                    const T* hp = &hbuf[tt * n];
-                    const T* hc = &hbuf[(tt + 1) * n];
-                    const T* a = &abuf[tt * n];
-                    T dy = gp[t];
-                    if (zp) {  // out = y * silu(z): recompute y
-                        T y = 0;
-#pragma omp simd reduction(+ : y)
-                        for (int64_t k = 0; k < n; k++) y += hc[k] * Ct[k];
-                        y += Dd * up[t];
-                        const T sg = sgbuf[tt];
-                        dz[bd * l + t] = dy * y * sg * (T(1) + zp[t] * (T(1) - sg));
-                        dy *= zp[t] * sg;
+                    const T* Bt = Bp + (s + tt) * n;
+                    const T* Ct = Cp + (s + tt) * n;
+                    const T* dtv = &dt[tt * V];
+                    const T* uv = &ub[tt * V];
+                    T dy[V], ddu[V], ddt[V], dtu[V];
+                    for (int v = 0; v < V; v++) dy[v] = gb[tt * V + v], ddu[v] = 0, ddt[v] = 0, dtu[v] = dtv[v] * uv[v];
+                    if (z) {  // out = y * silu(z): recompute y
+                        T y[V];
+                        for (int v = 0; v < V; v++) y[v] = Dl[v] * uv[v];
+                        for (int64_t k = 0; k < n; k++) {
+                            const T ck = Ct[k];
+                            const T* hc = &hist[((tt + 1) * n + k) * V];
+#pragma omp simd
+                            for (int v = 0; v < V; v++) y[v] += hc[v] * ck;
+                        }
+                        for (int v = 0; v < V; v++) {
+                            const T sgv = sg[tt * V + v], zv = zb[tt * V + v];
+                            o_dz[tt * V + v] = dy[v] * y[v] * sgv * (T(1) + zv * (T(1) - sgv));
+                            dy[v] *= zv * sgv;
+                        }
                     }
-                    const T dt = dtbuf[tt], dtu = dt * up[t];
-                    dDacc += dy * up[t];
-                    T ddu = 0, ddt = 0;
-#pragma omp simd reduction(+ : ddu, ddt)
+                    for (int v = 0; v < V; v++) dD[c * V + v] += dy[v] * uv[v];
                     for (int64_t k = 0; k < n; k++) {
-                        const T dhk = dh[k] + dy * Ct[k];  // dL/dh_t
-                        dCt[k] += dy * hc[k];
-                        dBt[k] += dhk * dtu;
-                        ddu += dhk * Bt[k];
-                        const T gda = dhk * hp[k] * a[k];  // dL/d(dt A_k)
-                        dAacc[k] += gda * dt;
-                        ddt += gda * Ad[k];
-                        dh[k] = dhk * a[k];  // dL/dh_{t-1} through the recurrence
+                        const T bk = Bt[k], ck = Ct[k];
+                        const T* hp = &hist[(tt * n + k) * V];
+                        const T* hc = &hist[((tt + 1) * n + k) * V];
+                        const T* ak = &a[(tt * n + k) * V];
+                        const T* Ak = &Al[k * V];
+                        T* dhk = &dhc[k * V];
+                        T* dAk = &dAc[k * V];
+                        T* dBk = &dBv[(tt * n + k) * V];
+                        T* dCk = &dCv[(tt * n + k) * V];
+#pragma omp simd
+                        for (int v = 0; v < V; v++) {
+                            const T gh = dhk[v] + dy[v] * ck;  // dL/dh_t
+                            dCk[v] += dy[v] * hc[v];
+                            dBk[v] += gh * dtu[v];
+                            ddu[v] += gh * bk;
+                            const T gda = gh * hp[v] * ak[v];  // dL/d(dt A_k)
+                            dAk[v] += gda * dtv[v];
+                            ddt[v] += gda * Ak[v];
+                            dhk[v] = gh * ak[v];  // dL/dh_{t-1} through the recurrence
+                        }
                     }
-                    ddt += ddu * up[t];
-                    du[bd * l + t] = dy * Dd + ddu * dt;
-                    ddt *= dspbuf[tt];
-                    ddelta[bd * l + t] = ddt;
-                    dbacc += ddt;
+                    for (int v = 0; v < V; v++) {
+                        const T dd = (ddt[v] + ddu[v] * uv[v]) * dsp[tt * V + v];
+                        o_du[tt * V + v] = dy[v] * Dl[v] + ddu[v] * dtv[v];
+                        o_dd[tt * V + v] = dd;
+                        dbs[c * V + v] += dd;
+                    }
                 }
+                scatter<T, V>(o_du.data(), l, nv, s, kk, du + bd0 * l);
+                scatter<T, V>(o_dd.data(), l, nv, s, kk, ddelta + bd0 * l);
+                if (z) scatter<T, V>(o_dz.data(), l, nv, s, kk, dz + bd0 * l);
+            }
+            // dB, dC of the block: sum over the lanes (the block's channels were summed lane-wise)
+            for (int64_t i = 0; i < kk * n; i++) {
+                T sb = 0, sc = 0;
+#pragma omp simd reduction(+ : sb, sc)
+                for (int v = 0; v < V; v++) sb += dBv[i * V + v], sc += dCv[i * V + v];
+                dBp[s * n + i] = sb;
+                dCp[s * n + i] = sc;
+            }
+        }
+        for (int64_t c = 0; c < ncbt; c++) {
+            const int64_t c0 = gi * e + (cb0 + c) * V, nv = std::min<int64_t>(V, gi * e + e - c0);
+            for (int64_t v = 0; v < nv; v++) {
+                const int64_t bd = bi * d + c0 + v;
                 for (int64_t k = 0; k < n; k++) {
-                    dh_all[(di - c0) * n + k] = dh[k];
-                    dA_all[(di - c0) * n + k] = dAacc[k];
+                    dA_part[bd * n + k] = dA[(c * n + k) * V + v];
+                    if (dh0) dh0[bd * n + k] = dh[(c * n + k) * V + v];
                 }
-                dD_all[di - c0] = dDacc;
-                db_all[di - c0] = dbacc;
+                dD_part[bd] = dD[c * V + v];
+                ddbias_part[bd] = dbs[c * V + v];
             }
         }
-        for (int64_t di = c0; di < c1; di++) {
-            const int64_t bd = bi * d + di;
-            for (int64_t k = 0; k < n; k++) {
-                dA_part[bd * n + k] = dA_all[(di - c0) * n + k];
-                if (dh0) dh0[bd * n + k] = dh_all[(di - c0) * n + k];
-            }
-            dD_part[bd] = dD_all[di - c0];
-            ddbias_part[bd] = db_all[di - c0];
-        }
+        if (ncbt == 0)  // an empty chunk still owns its dB, dC slices
+            for (int64_t i = 0; i < l * n; i++) dBp[i] = dCp[i] = T(0);
     }
 }
 
@@ -210,17 +279,15 @@ static void bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
                                  const T* z, const T* dbias, const T* h0, int softplus_on, int64_t b, int64_t d,   \
                                  int64_t l, int64_t n, int64_t g, int64_t K, T* out, T* last, T* ckpt,             \
                                  int nthreads) {                                                                  \
-        auto f = n == 16 ? fwd<T, 16> : fwd<T, 0>;                                                                  \
-        f(u, delta, A, B, C, D, z, dbias, h0, softplus_on, b, d, l, n, g, K, out, last, ckpt, nthreads);          \
+        fwd<T>(u, delta, A, B, C, D, z, dbias, h0, softplus_on, b, d, l, n, g, K, out, last, ckpt, nthreads);     \
     }                                                                                                             \
     extern "C" void ss_bwd_##SUF(const T* u, const T* delta, const T* A, const T* B, const T* C, const T* D,      \
                                  const T* z, const T* dbias, int softplus_on, int64_t b, int64_t d, int64_t l,     \
                                  int64_t n, int64_t g, int64_t K, const T* ckpt, const T* dout, const T* dlast,    \
                                  T* du, T* ddelta, T* dA_part, T* dB_part, T* dC_part, T* dD_part,                 \
                                  T* ddbias_part, T* dz, T* dh0, int64_t nblk, int nthreads) {                      \
-        auto f = n == 16 ? bwd<T, 16> : bwd<T, 0>;                                                                  \
-        f(u, delta, A, B, C, D, z, dbias, softplus_on, b, d, l, n, g, K, ckpt, dout, dlast, du, ddelta, dA_part,   \
-          dB_part, dC_part, dD_part, ddbias_part, dz, dh0, nblk, nthreads);                                       \
+        bwd<T>(u, delta, A, B, C, D, z, dbias, softplus_on, b, d, l, n, g, K, ckpt, dout, dlast, du, ddelta,       \
+               dA_part, dB_part, dC_part, dD_part, ddbias_part, dz, dh0, nblk, nthreads);                          \
     }
 
 EXPORT(float, f32)
