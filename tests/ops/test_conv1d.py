@@ -1,4 +1,5 @@
-"""causal_conv1d: fast (grouped F.conv1d) == sequential ref in values and grads; step == full; errors."""
+"""causal_conv1d: fast (grouped F.conv1d, or the compiled CPU kernel: ``cpu_path``) == sequential ref in
+values and grads; step == full; errors."""
 import pytest
 import torch
 
@@ -12,7 +13,7 @@ from helpers import close_for_dtype as _close
 @pytest.mark.parametrize("W", [1, 4])
 @pytest.mark.parametrize("activation", [None, "silu"])
 @pytest.mark.parametrize("with_init", [False, True])
-def test_fast_matches_ref(dtype, L, W, activation, with_init):
+def test_fast_matches_ref(dtype, L, W, activation, with_init, cpu_path):
     g = torch.Generator().manual_seed(L * 10 + W)
     B, D = 2, 5
     x = torch.randn(B, D, L, generator=g, dtype=dtype, requires_grad=True)
@@ -33,7 +34,7 @@ def test_fast_matches_ref(dtype, L, W, activation, with_init):
 
 
 @pytest.mark.parametrize("state_len", [3, 4])
-def test_step_and_split_match_full(state_len):
+def test_step_and_split_match_full(state_len, cpu_path):
     torch.manual_seed(0)
     B, D, L, W = 2, 6, 11, 4
     x, w, b = torch.randn(B, D, L, dtype=torch.float64), torch.randn(D, W, dtype=torch.float64), torch.randn(D, dtype=torch.float64)
@@ -47,13 +48,13 @@ def test_step_and_split_match_full(state_len):
     _close(torch.cat([y_a, y_b], 2), full, torch.float64)
 
 
-def test_no_bias_and_empty():
+def test_no_bias_and_empty(cpu_path):
     x, w = torch.randn(1, 3, 0), torch.randn(3, 4)
     assert causal_conv1d(x, w).shape == (1, 3, 0)
     assert causal_conv1d_ref(x, w).shape == (1, 3, 0)
 
 
-def test_bad_input_errors():
+def test_bad_input_errors(cpu_path):
     x = torch.randn(2, 4, 9)
     with pytest.raises(ValueError, match=r"weight must have shape \(D, W\) = \(4, W\)"):
         causal_conv1d(x, torch.randn(3, 4))
@@ -65,3 +66,13 @@ def test_bad_input_errors():
         causal_conv1d(x, torch.randn(4, 4), initial_states=torch.zeros(2, 4, 4))
     with pytest.raises(ValueError, match="conv_state"):
         causal_conv1d_step(x[:, :, 0], torch.zeros(2, 4, 2), torch.randn(4, 4))
+
+
+def test_dispatch_takes_the_selected_path(cpu_path, monkeypatch):
+    from archs.ops.conv1d import cpu
+
+    calls = []
+    real = cpu.causal_conv1d_cpu
+    monkeypatch.setattr(cpu, "causal_conv1d_cpu", lambda *a, **k: calls.append(1) or real(*a, **k))
+    causal_conv1d(torch.randn(2, 3, 9), torch.randn(3, 4), activation="silu")
+    assert len(calls) == (1 if cpu_path == "compiled" else 0)
