@@ -25,12 +25,14 @@ def op_paths() -> list[dict]:
     import torch
 
     from archs.ops import _compile, _dispatch
+    from archs.ops.conv1d import cpu as conv_cpu
     from archs.ops.linear_rnn import cpu as ls_cpu
     from archs.ops.selective_scan import cpu as ss_cpu
 
     rows = []
     for op, gpu, lib in (("selective_scan", ("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn"), ss_cpu),
-                         ("linear_scan", None, ls_cpu)):
+                         ("linear_scan", None, ls_cpu),
+                         ("causal_conv1d", ("causal_conv1d", "causal_conv1d_fn"), conv_cpu)):
         if gpu is None:
             cuda = "none (pure PyTorch on CUDA)"
         elif not torch.cuda.is_available():
