@@ -100,3 +100,29 @@ def test_dispatch_takes_the_selected_path(cpu_path, monkeypatch):
     ins = _inputs(1, 2, 2, 5, 0, torch.float32, seed=2, full=False)
     selective_scan(**ins)
     assert len(calls) == (1 if cpu_path == "compiled" else 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_transposed_views_as_in_mamba(dtype, cpu_path):
+    """u, delta, z as (b, l, d) -> (b, d, l) views and B, C as slices of one (b, l, ...) projection,
+    as the Mamba mixer passes them (the compiled path reads them in place, with their strides)."""
+    gen = torch.Generator().manual_seed(11)
+    b, d, n, l = 2, 20, 16, 45
+    r = lambda *s: torch.randn(*s, generator=gen, dtype=dtype)
+    xz = r(b, l, 3 * d).requires_grad_()
+    proj = r(b, l, 3 + 2 * n).requires_grad_()
+    A = (-torch.rand(d, n, generator=gen, dtype=dtype) * 3 - 0.1).requires_grad_()
+    D, bias = r(d).requires_grad_(), (r(d) * 0.3).requires_grad_()
+    kw = dict(D=D, delta_bias=bias, delta_softplus=True, return_last_state=True)
+
+    def args():
+        u, delta, z = xz.transpose(1, 2).split(d, dim=1)  # (b, d, l) views, time stride 3d
+        _, Bm, Cm = proj.split([3, n, n], dim=-1)  # (b, l, n) views, row stride 3 + 2n
+        assert not z.is_contiguous() and Bm.stride(-1) == 1
+        return (u, delta, A, Bm.transpose(1, 2), Cm.transpose(1, 2)), z
+
+    ins = {"xz": xz, "proj": proj, "A": A, "D": D, "bias": bias}
+    (a, z), (a2, z2) = args(), args()
+    fast = selective_scan(*a, z=z, **kw)
+    ref = selective_scan_ref(*a2, z=z2, **kw)
+    assert_outputs_and_grads_match(fast, ref, ins, dtype)

@@ -39,6 +39,21 @@ def _c(t, dtype):
     return None if t is None else t.detach().to(dtype).contiguous()
 
 
+def _v(t, dtype):  # read in place with its strides (u, delta, z, dout: any; B, C: state axis contiguous)
+    if t is None:
+        return None
+    t = t.detach().to(dtype)
+    return t if t.dim() == 3 or t.stride(-1) == 1 else t.contiguous()
+
+
+def _strides(u, delta, z, dout, B, C):
+    """The kernel's ``Strides`` struct: (b, d, l) strides of u, delta, z, dout; (b, g, l) of B, C."""
+    vals = []
+    for t in (u, delta, z, dout, B, C):
+        vals += list(t.stride()[:3]) if t is not None else [0, 0, 0]
+    return (ctypes.c_int64 * 18)(*vals)
+
+
 def _threads() -> int:
     return max(1, torch.get_num_threads())
 
@@ -51,14 +66,16 @@ class SelectiveScanCPU(torch.autograd.Function):
         lib = library()
         b, d, l = u.shape
         g, n = B.shape[1], A.shape[1]
-        uc, dc, Ac, Bc, Cc, Dc, zc, dbc, h0c = (_c(t, ct) for t in (u, delta, A, B, C, D, z, delta_bias, h0))
+        uc, dc, zc, Bc, Cc = (_v(t, ct) for t in (u, delta, z, B, C))
+        Ac, Dc, dbc, h0c = (_c(t, ct) for t in (A, D, delta_bias, h0))
         out = torch.empty(b, d, l, dtype=ct)
         last = torch.empty(b, d, n, dtype=ct)
         needs = any(ctx.needs_input_grad)
         nck = (l + CKPT - 1) // CKPT
         ckpt = torch.empty(b, d, nck, n, dtype=ct) if needs else None
         getattr(lib, f"ss_fwd_{_SUFFIX[ct]}")(
-            ptr(uc), ptr(dc), ptr(Ac), ptr(Bc), ptr(Cc), ptr(Dc), ptr(zc), ptr(dbc), ptr(h0c), int(softplus),
+            ptr(uc), ptr(dc), ptr(Ac), ptr(Bc), ptr(Cc), ptr(Dc), ptr(zc), ptr(dbc), ptr(h0c),
+            _strides(uc, dc, zc, None, Bc, Cc), int(softplus),
             *(_i64(v) for v in (b, d, l, n, g, CKPT)), ptr(out), ptr(last), ptr(ckpt), _threads())
         if needs:
             ctx.save_for_backward(uc, dc, Ac, Bc, Cc, Dc, zc, dbc, ckpt)
@@ -74,7 +91,7 @@ class SelectiveScanCPU(torch.autograd.Function):
         e = d // g
         # channel chunks per (batch, group): enough tasks for the threads, each with its own dB, dC
         nblk = max(1, min(e, -(-_threads() // (b * g))))
-        dout = torch.zeros(b, d, l, dtype=ct) if dout is None else dout.to(ct).contiguous()
+        dout = torch.zeros(b, d, l, dtype=ct) if dout is None else dout.to(ct)  # read with its strides
         dlast = None if dlast is None else dlast.to(ct).contiguous()
         du, ddelta = torch.empty(b, d, l, dtype=ct), torch.empty(b, d, l, dtype=ct)
         dA_part = torch.empty(b, d, n, dtype=ct)
@@ -83,7 +100,8 @@ class SelectiveScanCPU(torch.autograd.Function):
         dz = torch.empty(b, d, l, dtype=ct) if zc is not None else None
         dh0 = torch.empty(b, d, n, dtype=ct) if ctx.has_h0 else None
         getattr(library(), f"ss_bwd_{_SUFFIX[ct]}")(
-            ptr(uc), ptr(dc), ptr(Ac), ptr(Bc), ptr(Cc), ptr(Dc), ptr(zc), ptr(dbc), int(ctx.softplus),
+            ptr(uc), ptr(dc), ptr(Ac), ptr(Bc), ptr(Cc), ptr(Dc), ptr(zc), ptr(dbc),
+            _strides(uc, dc, zc, dout, Bc, Cc), int(ctx.softplus),
             *(_i64(v) for v in (b, d, l, n, g, CKPT)), ptr(ckpt), ptr(dout), ptr(dlast), ptr(du), ptr(ddelta),
             ptr(dA_part), ptr(dB_part), ptr(dC_part), ptr(dD_part), ptr(ddb_part), ptr(dz), ptr(dh0), _i64(nblk),
             _threads())

@@ -5,8 +5,9 @@
 //     dt_t = softplus(delta_t + delta_bias)       (softplus optional)
 //     h_t  = exp(dt_t A) * h_{t-1} + dt_t u_t B_t  h: (n,) per (batch, channel), h_{-1} = h0 or 0
 //     y_t  = <h_t, C_t> + D u_t;  out_t = y_t * silu(z_t)  (z optional)
-// Layouts (all contiguous): u, delta, z, out (b, d, l); A (d, n); B, C (b, g, l, n) (state
-// innermost); D, delta_bias (d,); h0, last (b, d, n); ckpt (b, d, nck, n): the state entering
+// Layouts: u, delta, z, dout (b, d, l) and B, C (b, g, l, n) read with their own strides (Strides:
+// a transposed view from a projection is not copied; B's and C's state axis contiguous); outputs
+// out, du, ddelta, dz (b, d, l) contiguous; A (d, n); D, delta_bias (d,); h0, last (b, d, n); ckpt (b, d, nck, n): the state entering
 // each block of K steps (nck = ceil(l / K)). The (b, d, l, n) state history is never stored:
 // backward recomputes one block at a time from ckpt.
 //
@@ -27,12 +28,20 @@
 
 template <typename T> struct Lanes { static const int V = 64 / sizeof(T); };
 
-// gather rows [c0, c0 + nv) x [s, s + kk) of a (.., l) array into buf (kk, V); zeros elsewhere
+// gather channels [0, nv) x steps [s, s + kk) of a strided (channel, time) view into buf (kk, V);
+// zeros in the lanes past nv
 template <typename T, int V>
-static inline void gather(const T* src, int64_t l, int64_t nv, int64_t s, int64_t kk, T* buf) {
+static inline void gather(const T* src, int64_t sd, int64_t sl, int64_t nv, int64_t s, int64_t kk, T* buf) {
     for (int64_t tt = 0; tt < kk; tt++)
-        for (int v = 0; v < V; v++) buf[tt * V + v] = v < nv ? src[v * l + s + tt] : T(0);
+        for (int v = 0; v < V; v++) buf[tt * V + v] = v < nv ? src[v * sd + (s + tt) * sl] : T(0);
 }
+
+// strides (in elements) of the inputs read in place: u, delta, z, dout as (b, d, l); B, C as (b, g, l)
+// (their state axis is contiguous)
+struct Strides {
+    int64_t u[3], delta[3], z[3], dout[3], B[3], C[3];
+};
+#define AT(name, bi, c0) (name + (bi) * st->name[0] + (c0) * st->name[1])
 
 template <typename T, int V>
 static inline void scatter(const T* buf, int64_t l, int64_t nv, int64_t s, int64_t kk, T* dst) {
@@ -42,7 +51,7 @@ static inline void scatter(const T* buf, int64_t l, int64_t nv, int64_t s, int64
 
 template <typename T>
 static void fwd(const T* u, const T* delta, const T* A, const T* B, const T* C, const T* D, const T* z,
-                const T* dbias, const T* h0, int softplus_on, int64_t b, int64_t d, int64_t l, int64_t n,
+                const T* dbias, const T* h0, const Strides* st, int softplus_on, int64_t b, int64_t d, int64_t l, int64_t n,
                 int64_t g, int64_t K, T* out, T* last, T* ckpt, int nthreads) {
     constexpr int V = Lanes<T>::V;
     const int64_t e = d / g, nck = (l + K - 1) / K, ncb = (e + V - 1) / V;
@@ -50,8 +59,8 @@ static void fwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
     for (int64_t task = 0; task < b * g * ncb; task++) {
         const int64_t bi = task / (g * ncb), gi = (task / ncb) % g, cb = task % ncb;
         const int64_t c0 = gi * e + cb * V, nv = std::min<int64_t>(V, gi * e + e - c0), bd0 = bi * d + c0;
-        const T* Bp = B + (bi * g + gi) * l * n;
-        const T* Cp = C + (bi * g + gi) * l * n;
+        const T* Bp = B + bi * st->B[0] + gi * st->B[1];  // row t at Bp + t * st->B[2]
+        const T* Cp = C + bi * st->C[0] + gi * st->C[1];
         std::vector<T> h(n * V), Al(n * V), raw(K * V), dt(K * V), ub(K * V), gate(K * V), yb(K * V);
         T bias[V], Dl[V];
         for (int v = 0; v < V; v++) {
@@ -68,22 +77,22 @@ static void fwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
             if (ckpt)
                 for (int64_t v = 0; v < nv; v++)
                     for (int64_t k = 0; k < n; k++) ckpt[((bd0 + v) * nck + j) * n + k] = h[k * V + v];
-            gather<T, V>(delta + bd0 * l, l, nv, s, kk, raw.data());
+            gather<T, V>(AT(delta, bi, c0), st->delta[1], st->delta[2], nv, s, kk, raw.data());
             for (int64_t tt = 0; tt < kk; tt++)
                 for (int v = 0; v < V; v++) raw[tt * V + v] += bias[v];
             if (softplus_on)
                 softplus_row(raw.data(), T(0), dt.data(), (T*)nullptr, kk * V);
             else
                 std::copy(raw.begin(), raw.begin() + kk * V, dt.begin());
-            gather<T, V>(u + bd0 * l, l, nv, s, kk, ub.data());
+            gather<T, V>(AT(u, bi, c0), st->u[1], st->u[2], nv, s, kk, ub.data());
             if (z) {
-                gather<T, V>(z + bd0 * l, l, nv, s, kk, gate.data());
+                gather<T, V>(AT(z, bi, c0), st->z[1], st->z[2], nv, s, kk, gate.data());
 #pragma omp simd
                 for (int64_t i = 0; i < kk * V; i++) gate[i] *= sigmoid(gate[i]);
             }
             for (int64_t tt = 0; tt < kk; tt++) {
-                const T* Bt = Bp + (s + tt) * n;
-                const T* Ct = Cp + (s + tt) * n;
+                const T* Bt = Bp + (s + tt) * st->B[2];
+                const T* Ct = Cp + (s + tt) * st->C[2];
                 const T* dtv = &dt[tt * V];
                 const T* uv = &ub[tt * V];
                 T du[V], y[V];
@@ -113,7 +122,7 @@ static void fwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
 
 template <typename T>
 static void bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, const T* D, const T* z,
-                const T* dbias, int softplus_on, int64_t b, int64_t d, int64_t l, int64_t n, int64_t g,
+                const T* dbias, const Strides* st, int softplus_on, int64_t b, int64_t d, int64_t l, int64_t n, int64_t g,
                 int64_t K, const T* ckpt, const T* dout, const T* dlast, T* du, T* ddelta, T* dA_part,
                 T* dB_part, T* dC_part, T* dD_part, T* ddbias_part, T* dz, T* dh0, int64_t nblk, int nthreads) {
     constexpr int V = Lanes<T>::V;
@@ -122,8 +131,8 @@ static void bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
     for (int64_t task = 0; task < b * g * nblk; task++) {
         const int64_t bi = task / (g * nblk), gi = (task / nblk) % g, blk = task % nblk;
         const int64_t cb0 = blk * per, cb1 = std::min(ncb, (blk + 1) * per), ncbt = std::max<int64_t>(cb1 - cb0, 0);
-        const T* Bp = B + (bi * g + gi) * l * n;
-        const T* Cp = C + (bi * g + gi) * l * n;
+        const T* Bp = B + bi * st->B[0] + gi * st->B[1];  // row t at Bp + t * st->B[2]
+        const T* Cp = C + bi * st->C[0] + gi * st->C[1];
         T* dBp = dB_part + task * l * n;
         T* dCp = dC_part + task * l * n;
         // carries per channel block between time blocks: dL/dh, and the sums for dA, D, delta_bias
@@ -152,7 +161,7 @@ static void bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
                 for (int64_t k = 0; k < n; k++)
                     for (int v = 0; v < V; v++) Al[k * V + v] = v < nv ? A[(c0 + v) * n + k] : T(0);
                 // the block's per-step scalars
-                gather<T, V>(delta + bd0 * l, l, nv, s, kk, raw.data());
+                gather<T, V>(AT(delta, bi, c0), st->delta[1], st->delta[2], nv, s, kk, raw.data());
                 for (int64_t tt = 0; tt < kk; tt++)
                     for (int v = 0; v < V; v++) raw[tt * V + v] += bias[v];
                 if (softplus_on) {
@@ -161,10 +170,10 @@ static void bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
                     std::copy(raw.begin(), raw.begin() + kk * V, dt.begin());
                     std::fill(dsp.begin(), dsp.begin() + kk * V, T(1));
                 }
-                gather<T, V>(u + bd0 * l, l, nv, s, kk, ub.data());
-                gather<T, V>(dout + bd0 * l, l, nv, s, kk, gb.data());
+                gather<T, V>(AT(u, bi, c0), st->u[1], st->u[2], nv, s, kk, ub.data());
+                gather<T, V>(AT(dout, bi, c0), st->dout[1], st->dout[2], nv, s, kk, gb.data());
                 if (z) {
-                    gather<T, V>(z + bd0 * l, l, nv, s, kk, zb.data());
+                    gather<T, V>(AT(z, bi, c0), st->z[1], st->z[2], nv, s, kk, zb.data());
 #pragma omp simd
                     for (int64_t i = 0; i < kk * V; i++) sg[i] = sigmoid(zb[i]);
                 }
@@ -172,7 +181,7 @@ static void bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
                 for (int64_t k = 0; k < n; k++)
                     for (int v = 0; v < V; v++) hist[k * V + v] = v < nv ? ckpt[((bd0 + v) * nck + j) * n + k] : T(0);
                 for (int64_t tt = 0; tt < kk; tt++) {
-                    const T* Bt = Bp + (s + tt) * n;
+                    const T* Bt = Bp + (s + tt) * st->B[2];
                     const T* dtv = &dt[tt * V];
                     T duv[V];
                     for (int v = 0; v < V; v++) duv[v] = dtv[v] * ub[tt * V + v];
@@ -193,8 +202,8 @@ static void bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
                 T* dhc = &dh[c * n * V];
                 T* dAc = &dA[c * n * V];
                 for (int64_t tt = kk - 1; tt >= 0; tt--) {
-                    const T* Bt = Bp + (s + tt) * n;
-                    const T* Ct = Cp + (s + tt) * n;
+                    const T* Bt = Bp + (s + tt) * st->B[2];
+                    const T* Ct = Cp + (s + tt) * st->C[2];
                     const T* dtv = &dt[tt * V];
                     const T* uv = &ub[tt * V];
                     T dy[V], ddu[V], ddt[V], dtu[V];
@@ -276,17 +285,19 @@ static void bwd(const T* u, const T* delta, const T* A, const T* B, const T* C, 
 
 #define EXPORT(T, SUF)                                                                                            \
     extern "C" void ss_fwd_##SUF(const T* u, const T* delta, const T* A, const T* B, const T* C, const T* D,      \
-                                 const T* z, const T* dbias, const T* h0, int softplus_on, int64_t b, int64_t d,   \
+                                 const T* z, const T* dbias, const T* h0, const Strides* st, int softplus_on,      \
+                                 int64_t b, int64_t d,                                                            \
                                  int64_t l, int64_t n, int64_t g, int64_t K, T* out, T* last, T* ckpt,             \
                                  int nthreads) {                                                                  \
-        fwd<T>(u, delta, A, B, C, D, z, dbias, h0, softplus_on, b, d, l, n, g, K, out, last, ckpt, nthreads);     \
+        fwd<T>(u, delta, A, B, C, D, z, dbias, h0, st, softplus_on, b, d, l, n, g, K, out, last, ckpt, nthreads);     \
     }                                                                                                             \
     extern "C" void ss_bwd_##SUF(const T* u, const T* delta, const T* A, const T* B, const T* C, const T* D,      \
-                                 const T* z, const T* dbias, int softplus_on, int64_t b, int64_t d, int64_t l,     \
+                                 const T* z, const T* dbias, const Strides* st, int softplus_on, int64_t b,        \
+                                 int64_t d, int64_t l,                                                            \
                                  int64_t n, int64_t g, int64_t K, const T* ckpt, const T* dout, const T* dlast,    \
                                  T* du, T* ddelta, T* dA_part, T* dB_part, T* dC_part, T* dD_part,                 \
                                  T* ddbias_part, T* dz, T* dh0, int64_t nblk, int nthreads) {                      \
-        bwd<T>(u, delta, A, B, C, D, z, dbias, softplus_on, b, d, l, n, g, K, ckpt, dout, dlast, du, ddelta,       \
+        bwd<T>(u, delta, A, B, C, D, z, dbias, st, softplus_on, b, d, l, n, g, K, ckpt, dout, dlast, du, ddelta,       \
                dA_part, dB_part, dC_part, dD_part, ddbias_part, dz, dh0, nblk, nthreads);                          \
     }
 
