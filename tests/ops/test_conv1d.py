@@ -76,3 +76,17 @@ def test_dispatch_takes_the_selected_path(cpu_path, monkeypatch):
     monkeypatch.setattr(cpu, "causal_conv1d_cpu", lambda *a, **k: calls.append(1) or real(*a, **k))
     causal_conv1d(torch.randn(2, 3, 9), torch.randn(3, 4), activation="silu")
     assert len(calls) == (1 if cpu_path == "compiled" else 0)
+
+
+def test_transposed_input_view(cpu_path):
+    """x as a (B, L, D) -> (B, D, L) view (as the Mamba mixers pass it): same values and grads."""
+    g = torch.Generator().manual_seed(3)
+    xl = torch.randn(2, 11, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True)
+    y1 = causal_conv1d(xl.transpose(1, 2), w, b, "silu")
+    y2 = causal_conv1d_ref(xl.transpose(1, 2), w, b, "silu")
+    _close(y1, y2, torch.float64)
+    dy = torch.randn(y1.shape, generator=g, dtype=torch.float64)
+    for a, r in zip(torch.autograd.grad(y1, (xl, w, b), dy), torch.autograd.grad(y2, (xl, w, b), dy)):
+        _close(a, r, torch.float64)

@@ -32,6 +32,10 @@ def usable(x, *tensors) -> bool:
     return library() is not None
 
 
+def _strides(x):
+    return (ctypes.c_int64 * 3)(*x.stride())
+
+
 def _args(*vs):
     return [ctypes.c_int64(int(v)) for v in vs]
 
@@ -41,12 +45,12 @@ class CausalConv1dCPU(torch.autograd.Function):
     def forward(ctx, x, weight, bias, init, silu):  # x (B, D, L); weight (D, W); bias (D,); init (B, D, W-1)
         B, D, L = x.shape
         W = weight.shape[1]
-        xc = x.contiguous()
+        xc = x.detach()  # read in place with its strides
         wc = weight.to(x.dtype).contiguous()
         bc = None if bias is None else bias.to(x.dtype).contiguous()
         ic = None if init is None else init.to(x.dtype).contiguous()
         y = torch.empty(B, D, L, dtype=x.dtype)
-        getattr(library(), f"conv_fwd_{_SUFFIX[x.dtype]}")(ptr(xc), ptr(ic), ptr(wc), ptr(bc), int(silu),
+        getattr(library(), f"conv_fwd_{_SUFFIX[x.dtype]}")(ptr(xc), _strides(xc), ptr(ic), ptr(wc), ptr(bc), int(silu),
                                                           *_args(B, D, L, W), ptr(y), max(1, torch.get_num_threads()))
         ctx.save_for_backward(xc, wc, bc, ic)
         ctx.silu = silu
@@ -59,11 +63,11 @@ class CausalConv1dCPU(torch.autograd.Function):
         B, D, L = xc.shape
         W = wc.shape[1]
         gy = gy.to(xc.dtype).contiguous()
-        gx = torch.empty_like(xc)
+        gx = torch.empty(B, D, L, dtype=xc.dtype)
         ginit = torch.empty_like(ic) if ic is not None else None
         gw_part, gb_part = torch.empty(B, D, W, dtype=xc.dtype), torch.empty(B, D, dtype=xc.dtype)
         getattr(library(), f"conv_bwd_{_SUFFIX[xc.dtype]}")(
-            ptr(xc), ptr(ic), ptr(wc), ptr(bc), int(ctx.silu), *_args(B, D, L, W), ptr(gy), ptr(gx), ptr(ginit),
+            ptr(xc), _strides(xc), ptr(ic), ptr(wc), ptr(bc), int(ctx.silu), *_args(B, D, L, W), ptr(gy), ptr(gx), ptr(ginit),
             ptr(gw_part), ptr(gb_part), max(1, torch.get_num_threads()))
         return gx, gw_part.sum(0), (gb_part.sum(0) if bc is not None else None), ginit, None
 

@@ -2,7 +2,8 @@
 //
 //     pre[t] = bias + sum_{k<W} w[k] * xp[t + k],   xp = (initial states (W-1) | x (L))
 //     y[t]   = silu(pre[t]) or pre[t]
-// Layouts (contiguous): x, y, gy, gx (B, D, L); init, ginit (B, D, W-1) (init may be NULL: zeros);
+// Layouts: x (B, D, L) read with its strides xs (a transposed view is not copied); y, gy, gx
+// (B, D, L) contiguous; init, ginit (B, D, W-1) (init may be NULL: zeros);
 // w (D, W); bias (D,) or NULL. Parallel over (batch, channel); each channel's padded row is built
 // in a local buffer and the time loop (innermost, fixed tap offsets) is vectorised. Backward
 // recomputes pre; dw and dbias are written per (batch, channel) (gw_part (B, D, W), gb_part (B, D))
@@ -11,10 +12,13 @@
 #include <vector>
 #include "../_cpu_math.h"
 
+// xp = (initial states | x row), x read with its strides xs = (batch, channel, time)
 template <typename T>
-static void build_row(const T* x, const T* init, int64_t bd, int64_t L, int64_t W, T* xp) {
+static void build_row(const T* x, const int64_t* xs, const T* init, int64_t bd, int64_t D, int64_t L, int64_t W,
+                      T* xp) {
     for (int64_t k = 0; k < W - 1; k++) xp[k] = init ? init[bd * (W - 1) + k] : T(0);
-    for (int64_t t = 0; t < L; t++) xp[W - 1 + t] = x[bd * L + t];
+    const T* xr = x + (bd / D) * xs[0] + (bd % D) * xs[1];
+    for (int64_t t = 0; t < L; t++) xp[W - 1 + t] = xr[t * xs[2]];
 }
 
 template <typename T>
@@ -30,13 +34,13 @@ static void pre_act(const T* xp, const T* wd, T bias, int64_t L, int64_t W, T* p
 }
 
 template <typename T>
-static void fwd(const T* x, const T* init, const T* w, const T* bias, int silu, int64_t B, int64_t D, int64_t L,
+static void fwd(const T* x, const int64_t* xs, const T* init, const T* w, const T* bias, int silu, int64_t B, int64_t D, int64_t L,
                 int64_t W, T* y, int nthreads) {
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t bd = 0; bd < B * D; bd++) {
         const int64_t d = bd % D;
         std::vector<T> xp(L + W - 1);
-        build_row(x, init, bd, L, W, xp.data());
+        build_row(x, xs, init, bd, D, L, W, xp.data());
         T* yr = y + bd * L;
         pre_act(xp.data(), w + d * W, bias ? bias[d] : T(0), L, W, yr);
         if (silu) {
@@ -47,13 +51,13 @@ static void fwd(const T* x, const T* init, const T* w, const T* bias, int silu, 
 }
 
 template <typename T>
-static void bwd(const T* x, const T* init, const T* w, const T* bias, int silu, int64_t B, int64_t D, int64_t L,
+static void bwd(const T* x, const int64_t* xs, const T* init, const T* w, const T* bias, int silu, int64_t B, int64_t D, int64_t L,
                 int64_t W, const T* gy, T* gx, T* ginit, T* gw_part, T* gb_part, int nthreads) {
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t bd = 0; bd < B * D; bd++) {
         const int64_t d = bd % D;
         std::vector<T> xp(L + W - 1), gp(L), gxp(L + W - 1, T(0));
-        build_row(x, init, bd, L, W, xp.data());
+        build_row(x, xs, init, bd, D, L, W, xp.data());
         const T* wd = w + d * W;
         const T* gr = gy + bd * L;
         if (silu) {  // d silu(p) / dp = s (1 + p (1 - s)), s = sigmoid(p)
@@ -89,14 +93,14 @@ static void bwd(const T* x, const T* init, const T* w, const T* bias, int silu, 
 }
 
 #define EXPORT(T, SUF)                                                                                             \
-    extern "C" void conv_fwd_##SUF(const T* x, const T* init, const T* w, const T* bias, int silu, int64_t B,     \
+    extern "C" void conv_fwd_##SUF(const T* x, const int64_t* xs, const T* init, const T* w, const T* bias, int silu, int64_t B,     \
                                    int64_t D, int64_t L, int64_t W, T* y, int nthreads) {                         \
-        fwd<T>(x, init, w, bias, silu, B, D, L, W, y, nthreads);                                                   \
+        fwd<T>(x, xs, init, w, bias, silu, B, D, L, W, y, nthreads);                                                   \
     }                                                                                                              \
-    extern "C" void conv_bwd_##SUF(const T* x, const T* init, const T* w, const T* bias, int silu, int64_t B,     \
+    extern "C" void conv_bwd_##SUF(const T* x, const int64_t* xs, const T* init, const T* w, const T* bias, int silu, int64_t B,     \
                                    int64_t D, int64_t L, int64_t W, const T* gy, T* gx, T* ginit, T* gw_part,     \
                                    T* gb_part, int nthreads) {                                                    \
-        bwd<T>(x, init, w, bias, silu, B, D, L, W, gy, gx, ginit, gw_part, gb_part, nthreads);                     \
+        bwd<T>(x, xs, init, w, bias, silu, B, D, L, W, gy, gx, ginit, gw_part, gb_part, nthreads);                     \
     }
 
 EXPORT(float, f32)
