@@ -6,7 +6,9 @@ dominate), at the 30 s budget before any real kernel; the same compiler on a C++
 includes no torch header took 0.3 s. The kernels only need raw pointers, so they are plain
 ``extern "C"`` functions (OpenMP over batch x channels) called through ``ctypes``, and the
 autograd wiring stays in Python (``torch.autograd.Function``). Nothing to install: ``pip install``
-stays pure Python; a C++ compiler (``$CXX`` or ``c++``) is needed only at first use.
+stays pure Python; a C++ compiler (``$CXX`` or ``c++``) is needed only at first use. First use
+builds three libraries (selective_scan, linear_scan, causal_conv1d): 7.1 s of compiler CPU time
+together (measured; 13 s wall on the loaded 2-core box), then they load from the cache at once.
 
 Path selection, ``SEQARENA_CPU_KERNELS`` (read on every call, so tests can switch it):
 
