@@ -77,6 +77,8 @@ def measured_flops_per_token(model, seq_len: int, batch_size: int = 1, vocab_siz
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    from archs.ops._compile import forced as forced_cpu_kernels
+
     vocab_size = vocab_size or model.vocab_size
     tokens = torch.randint(0, vocab_size, (batch_size, seq_len))
     mapping = {}
@@ -87,7 +89,8 @@ def measured_flops_per_token(model, seq_len: int, batch_size: int = 1, vocab_siz
     mapping[torch.ops.aten._fft_r2c] = _fft_r2c_flops
     mapping[torch.ops.aten._fft_c2r] = _fft_c2r_flops
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
-    with torch.no_grad(), counter:
+    # the pure-PyTorch ops: the compiled CPU kernels (archs/ops/_compile.py) are opaque to the counter
+    with torch.no_grad(), counter, forced_cpu_kernels("0"):
         model(tokens)
     return counter.get_total_flops() / (batch_size * seq_len)
 

@@ -13,10 +13,12 @@ def sync(device: torch.device | str | None = None) -> None:
         torch.cuda.synchronize()
 
 
-def time_ms(fn: Callable[[], object], warmup: int = 1, repeats: int = 3, max_seconds: float | None = None) -> float:
+def time_ms(fn: Callable[[], object], warmup: int = 1, repeats: int = 3, max_seconds: float | None = None,
+            clock: Callable[[], float] = time.perf_counter) -> float:
     """Median wall time of ``fn()`` in milliseconds (after ``warmup`` calls).
 
     ``max_seconds`` stops repeating early once that much time has been spent (at least one timed run).
+    ``clock``: ``time.process_time`` measures CPU time instead (see ``cpu_clock``).
     """
     for _ in range(warmup):
         fn()
@@ -24,15 +26,22 @@ def time_ms(fn: Callable[[], object], warmup: int = 1, repeats: int = 3, max_sec
     times = []
     spent = 0.0
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         sync()
-        dt = time.perf_counter() - t0
+        dt = clock() - t0
         times.append(dt)
         spent += dt
         if max_seconds is not None and spent > max_seconds:
             break
     return 1e3 * statistics.median(times)
+
+
+def cpu_clock() -> Callable[[], float]:
+    """``time.process_time`` when torch runs one CPU thread and no GPU (the process's CPU time: on a
+    shared machine it does not count the time other jobs hold the core), else ``time.perf_counter``."""
+    one_cpu_thread = torch.get_num_threads() == 1 and not torch.cuda.is_available()
+    return time.process_time if one_cpu_thread else time.perf_counter
 
 
 def fwd_bwd(fn: Callable[..., torch.Tensor], inputs: Iterable[torch.Tensor]) -> Callable[[], None]:

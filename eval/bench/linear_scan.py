@@ -1,9 +1,11 @@
-"""linear_scan: fast (chunked, recursive) vs the sequential ref (decode steps of every mixer:
+"""linear_scan on every available CPU path vs the sequential ref (decode steps of every mixer:
 ``eval/bench/decode.py``).
 
 Rows (one table, same keys):
   bench="scan fwd" / "scan fwd+bwd": shape (B=4, L, D=256), real fp32 and complex64;
-      base_ms = ``linear_scan_ref``, ms = ``linear_scan``, ratio = speedup (ref / fast).
+      ref_ms = ``linear_scan_ref``, pure_ms = the pure-PyTorch form (chunked, recursive),
+      compiled_ms = the compiled CPU kernel ("n/a" without a compiler); speedups ref / path.
+      With one torch thread the times are CPU time (``common.cpu_clock``).
 
     python -m eval.bench.linear_scan [--quick] [--threads N]
 """
@@ -13,9 +15,10 @@ import argparse
 
 import torch
 
+from archs.ops import _compile
 from archs.ops.linear_rnn import linear_scan, linear_scan_ref
 
-from .common import fwd_bwd, print_table, time_ms
+from .common import cpu_clock, fwd_bwd, print_table, time_ms
 
 
 
@@ -41,18 +44,26 @@ def _as_real(fn):
 
 
 def scan_rows(lengths, dtypes=(torch.float32, torch.complex64), repeats: int = 3) -> list[dict]:
+    paths = ["pure", "compiled"] if _compile.compiler() is not None else ["pure"]
     rows = []
     for dtype in dtypes:
         for L in lengths:
-            ins = _inputs(L, dtype)
-            with torch.no_grad():
-                ref = time_ms(lambda: linear_scan_ref(*ins), repeats=repeats)
-                fast = time_ms(lambda: linear_scan(*ins), repeats=repeats)
-            rows.append({"bench": "scan fwd", "dtype": str(dtype)[6:], "L": L, "base_ms": ref, "ms": fast, "ratio": ref / fast})
-            ins = _inputs(L, dtype, grad=True)
-            ref = time_ms(fwd_bwd(_as_real(linear_scan_ref), ins), repeats=repeats)
-            fast = time_ms(fwd_bwd(_as_real(linear_scan), ins), repeats=repeats)
-            rows.append({"bench": "scan fwd+bwd", "dtype": str(dtype)[6:], "L": L, "base_ms": ref, "ms": fast, "ratio": ref / fast})
+            for kind in ("fwd", "fwd+bwd"):
+                ins = _inputs(L, dtype, grad=kind == "fwd+bwd")
+                if kind == "fwd":
+                    run_fast, run_ref = (lambda: linear_scan(*ins)), (lambda: linear_scan_ref(*ins))
+                else:
+                    run_fast, run_ref = fwd_bwd(_as_real(linear_scan), ins), fwd_bwd(_as_real(linear_scan_ref), ins)
+                ms = {"compiled": "n/a"}
+                with torch.set_grad_enabled(kind == "fwd+bwd"):
+                    ms["ref"] = time_ms(run_ref, repeats=repeats, clock=cpu_clock())
+                    for path in paths:
+                        with _compile.forced("1" if path == "compiled" else "0"):
+                            ms[path] = time_ms(run_fast, repeats=repeats, clock=cpu_clock())
+                ratio = lambda p: ms["ref"] / ms[p] if isinstance(ms[p], float) else "n/a"
+                rows.append({"bench": f"scan {kind}", "dtype": str(dtype)[6:], "L": L, "ref_ms": ms["ref"],
+                             "pure_ms": ms["pure"], "compiled_ms": ms["compiled"], "ref/pure": ratio("pure"),
+                             "ref/compiled": ratio("compiled")})
     return rows
 
 
@@ -69,7 +80,7 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    print_table(run(a.quick), f"linear_scan fast vs ref ({torch.get_num_threads()} threads)")
+    print_table(run(a.quick), f"linear_scan: each path vs the ref ({torch.get_num_threads()} threads)")
 
 
 if __name__ == "__main__":

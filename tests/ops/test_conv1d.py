@@ -1,4 +1,5 @@
-"""causal_conv1d: fast (grouped F.conv1d) == sequential ref in values and grads; step == full; errors."""
+"""causal_conv1d: fast (grouped F.conv1d, or the compiled CPU kernel: ``cpu_path``) == sequential ref in
+values and grads; step == full; errors."""
 import pytest
 import torch
 
@@ -12,7 +13,7 @@ from helpers import close_for_dtype as _close
 @pytest.mark.parametrize("W", [1, 4])
 @pytest.mark.parametrize("activation", [None, "silu"])
 @pytest.mark.parametrize("with_init", [False, True])
-def test_fast_matches_ref(dtype, L, W, activation, with_init):
+def test_fast_matches_ref(dtype, L, W, activation, with_init, cpu_path):
     g = torch.Generator().manual_seed(L * 10 + W)
     B, D = 2, 5
     x = torch.randn(B, D, L, generator=g, dtype=dtype, requires_grad=True)
@@ -33,7 +34,7 @@ def test_fast_matches_ref(dtype, L, W, activation, with_init):
 
 
 @pytest.mark.parametrize("state_len", [3, 4])
-def test_step_and_split_match_full(state_len):
+def test_step_and_split_match_full(state_len, cpu_path):
     torch.manual_seed(0)
     B, D, L, W = 2, 6, 11, 4
     x, w, b = torch.randn(B, D, L, dtype=torch.float64), torch.randn(D, W, dtype=torch.float64), torch.randn(D, dtype=torch.float64)
@@ -47,13 +48,13 @@ def test_step_and_split_match_full(state_len):
     _close(torch.cat([y_a, y_b], 2), full, torch.float64)
 
 
-def test_no_bias_and_empty():
+def test_no_bias_and_empty(cpu_path):
     x, w = torch.randn(1, 3, 0), torch.randn(3, 4)
     assert causal_conv1d(x, w).shape == (1, 3, 0)
     assert causal_conv1d_ref(x, w).shape == (1, 3, 0)
 
 
-def test_bad_input_errors():
+def test_bad_input_errors(cpu_path):
     x = torch.randn(2, 4, 9)
     with pytest.raises(ValueError, match=r"weight must have shape \(D, W\) = \(4, W\)"):
         causal_conv1d(x, torch.randn(3, 4))
@@ -97,3 +98,27 @@ def test_step_state_out_of_place_matches_full_in_values_and_gradients(W, state_l
         st = torch.zeros(B, D, state_len, dtype=torch.float64)
         y, same = causal_conv1d_step_state(x.detach()[:, :, 0], st, w, b, "silu")
     assert same is st and torch.equal(y, full[:, :, 0].detach())
+
+
+def test_dispatch_takes_the_selected_path(cpu_path, monkeypatch):
+    from archs.ops.conv1d import cpu
+
+    calls = []
+    real = cpu.causal_conv1d_cpu
+    monkeypatch.setattr(cpu, "causal_conv1d_cpu", lambda *a, **k: calls.append(1) or real(*a, **k))
+    causal_conv1d(torch.randn(2, 3, 9), torch.randn(3, 4), activation="silu")
+    assert len(calls) == (1 if cpu_path == "compiled" else 0)
+
+
+def test_transposed_input_view(cpu_path):
+    """x as a (B, L, D) -> (B, D, L) view (as the Mamba mixers pass it): same values and grads."""
+    g = torch.Generator().manual_seed(3)
+    xl = torch.randn(2, 11, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True)
+    y1 = causal_conv1d(xl.transpose(1, 2), w, b, "silu")
+    y2 = causal_conv1d_ref(xl.transpose(1, 2), w, b, "silu")
+    _close(y1, y2, torch.float64)
+    dy = torch.randn(y1.shape, generator=g, dtype=torch.float64)
+    for a, r in zip(torch.autograd.grad(y1, (xl, w, b), dy), torch.autograd.grad(y2, (xl, w, b), dy)):
+        _close(a, r, torch.float64)

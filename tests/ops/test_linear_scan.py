@@ -1,6 +1,7 @@
 """linear_scan (chunked, recursive, custom backward) == linear_scan_ref (the loop) in values and
 gradients of a, b, h0: real and complex, fp32 and fp64, lengths that are not multiples of the
-chunk (and long enough for two levels of recursion), a near 0, near 1, negative; broadcasting; errors."""
+chunk (and long enough for two levels of recursion), a near 0, near 1, negative; broadcasting; errors. Both CPU paths (pure PyTorch, compiled kernel:
+the ``cpu_path`` fixture)."""
 import pytest
 import torch
 
@@ -56,7 +57,7 @@ def _compare(a, b, h0, dtype, what):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("L", LENGTHS)
 @pytest.mark.parametrize("with_h0", [False, True], ids=["no_h0", "h0"])
-def test_fast_matches_ref(dtype, L, with_h0):
+def test_fast_matches_ref(dtype, L, with_h0, cpu_path):
     if L > 3 * CHUNK and not with_h0 and dtype in (torch.float64, torch.complex64):
         pytest.skip("covered by the other dtypes at this length (keeps the suite fast)")
     g = torch.Generator().manual_seed(L)
@@ -68,7 +69,7 @@ def test_fast_matches_ref(dtype, L, with_h0):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("kind", ["near0", "near1", "negative"])
-def test_extreme_decays(dtype, kind, small_chunk):
+def test_extreme_decays(dtype, kind, small_chunk, cpu_path):
     if kind == "negative" and dtype.is_complex:
         pytest.skip("complex decays already cover every phase")
     g = torch.Generator().manual_seed(3)
@@ -79,13 +80,13 @@ def test_extreme_decays(dtype, kind, small_chunk):
     _compare(a, b, h0, dtype, kind)
 
 
-def test_all_zero_decay_is_identity_on_b():
+def test_all_zero_decay_is_identity_on_b(cpu_path):
     b = torch.randn(2, 100, 5)
     assert torch.equal(linear_scan(torch.zeros_like(b), b, torch.randn(2, 5)), b)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.complex128], ids=["f64", "c128"])
-def test_broadcast_and_feature_dims(dtype):
+def test_broadcast_and_feature_dims(dtype, cpu_path):
     """a time-invariant a of shape (1, 1, ...) and extra feature dims; grads reduce to input shapes."""
     g = torch.Generator().manual_seed(5)
     L = 2 * CHUNK + 3
@@ -95,14 +96,14 @@ def test_broadcast_and_feature_dims(dtype):
     _compare(a, b, h0, dtype, "broadcast a")
 
 
-def test_real_decay_complex_input_promotes():
+def test_real_decay_complex_input_promotes(cpu_path):
     g = torch.Generator().manual_seed(6)
     a = torch.rand(2, 40, 3, generator=g, dtype=torch.float64)
     b = torch.randn(2, 40, 3, generator=g, dtype=torch.complex128)
     _compare(a, b, None, torch.complex128, "real a, complex b")
 
 
-def test_gradcheck_complex(small_chunk):
+def test_gradcheck_complex(small_chunk, cpu_path):
     g = torch.Generator().manual_seed(7)
     L = SMALL * SMALL + 3
     a = _decay((1, L, 2), torch.complex128, "mixed", g).requires_grad_()
@@ -111,7 +112,7 @@ def test_gradcheck_complex(small_chunk):
     assert torch.autograd.gradcheck(linear_scan, (a, b, h0))
 
 
-def test_empty_and_bf16():
+def test_empty_and_bf16(cpu_path):
     b = torch.randn(2, 0, 3)
     assert linear_scan(b, b).shape == (2, 0, 3)
     a = torch.rand(2, 70, 3, dtype=torch.bfloat16)
@@ -147,3 +148,31 @@ def test_bad_shapes(a_shape, b_shape, h0_shape, match):
 def test_integer_inputs_rejected():
     with pytest.raises(ValueError, match="expected floating or complex"):
         linear_scan(torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128], ids=["f64", "c128"])
+@pytest.mark.parametrize("cotangent", ["expanded", "transposed"])
+def test_gradient_of_h_with_any_strides(dtype, cotangent, cpu_path):
+    """The incoming gradient may be a broadcast (from .sum()) or a non-contiguous view."""
+    g = torch.Generator().manual_seed(8)
+    L = 2 * CHUNK + 3
+    a = _decay((2, L, 5), dtype, "mixed", g).requires_grad_()
+    b = torch.randn(2, L, 5, generator=g, dtype=dtype, requires_grad=True)
+    if cotangent == "expanded":
+        gh = torch.ones((), dtype=dtype).expand(2, L, 5)
+    else:
+        gh = torch.randn(5, L, 2, generator=g, dtype=dtype).transpose(0, 2)
+    got = torch.autograd.grad(linear_scan(a, b), (a, b), gh)
+    want = torch.autograd.grad(linear_scan_ref(a, b), (a, b), gh)
+    for x, y, nm in zip(got, want, "ab"):
+        assert_rel_close(x, y, TOL[dtype], f"grad of {nm}")
+
+
+def test_dispatch_takes_the_selected_path(cpu_path, monkeypatch):
+    import archs.ops.linear_rnn.cpu as cpu
+
+    calls = []
+    real = cpu.LinearScanCPU.apply
+    monkeypatch.setattr(cpu.LinearScanCPU, "apply", lambda *a: calls.append(1) or real(*a))
+    linear_scan(torch.rand(2, 9, 3), torch.randn(2, 9, 3))
+    assert len(calls) == (1 if cpu_path == "compiled" else 0)

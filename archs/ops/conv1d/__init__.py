@@ -9,7 +9,9 @@
     causal_conv1d_ref   the sequential definition (test oracle)
 
 Signatures follow the ``causal_conv1d`` package (``causal_conv1d_fn`` / ``causal_conv1d_update``),
-which is used on CUDA when installed; otherwise a grouped ``F.conv1d`` does the work.
+which is used on CUDA when installed; on CPU the compiled kernel of ``cpu.py`` (fp32/fp64, built
+on first use, ``SEQARENA_CPU_KERNELS`` switches it: ``archs/ops/_compile.py``); otherwise a grouped
+``F.conv1d`` does the work.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import torch.nn.functional as F
 
 from ...state import can_update_in_place
 from .._dispatch import gpu_kernel
-from .check import check_step_args
+from . import cpu
+from .check import check_conv_args, check_step_args
 from .conv import causal_conv1d_step_torch, causal_conv1d_torch
 from .ref import causal_conv1d_ref
 
@@ -35,6 +38,9 @@ def causal_conv1d(x, weight, bias=None, activation=None, initial_states=None, re
         kernel = gpu_kernel("causal_conv1d", "causal_conv1d_fn", x, weight, bias)
         if kernel is not None and 2 <= weight.shape[1] <= 4:
             return kernel(x, weight, bias, activation=activation)
+    check_conv_args("causal_conv1d", x, weight, bias, activation, initial_states)
+    if cpu.usable(x, weight, bias, initial_states):
+        return cpu.causal_conv1d_cpu(x, weight, bias, activation, initial_states, return_final_states)
     return causal_conv1d_torch(x, weight, bias, activation, initial_states, return_final_states)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from . import cpu as _cpu
 from .check import prepare
 
 #: steps per chunk (see the module docstring; ``python -m eval.bench.linear_scan`` for fast vs ref)
@@ -123,6 +124,8 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None
         h: (B, L, ...) in the promoted dtype; differentiable in a, b and h0.
 
     Same values as ``linear_scan_ref`` up to rounding (products are only re-associated).
+    On CPU tensors of fp32/fp64/complex dtypes the compiled kernel of ``cpu.py`` runs (one
+    fused pass each way; ``SEQARENA_CPU_KERNELS=0`` forces the pure-PyTorch form here).
     """
     a, b, h0 = prepare("linear_scan", a, b, h0)
     shape = b.shape  # (B, L, *F)
@@ -134,6 +137,9 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None
     h03 = None if h0 is None else h0.reshape(Bsz, -1)  # (B, M)
     if a3.shape[-1] == 0:
         return b.clone()
-    h = _LinearScan.apply(a3, b3, h03)
+    if _cpu.usable(a3, b3, h03):  # the compiled CPU kernel (SEQARENA_CPU_KERNELS, archs/ops/_compile.py)
+        h = _cpu.LinearScanCPU.apply(a3, b3, h03)
+    else:
+        h = _LinearScan.apply(a3, b3, h03)
     return h.reshape(shape)
 

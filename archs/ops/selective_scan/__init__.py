@@ -6,15 +6,18 @@
         initial_state (b, d, n) (extension). -> out (b, d, l) [, last_state (b, d, n)]
     selective_scan_ref   the sequential definition (test oracle), same signature
 
-On CUDA with ``mamba_ssm`` installed the kernel ``selective_scan_fn`` is used, except when
-``initial_state`` is given (the kernel has no such input); otherwise the pure-PyTorch scan in
-``scan.py`` (time-major sequential scan with a hand-written backward).
+Paths, in order: on CUDA with ``mamba_ssm`` installed the kernel ``selective_scan_fn``, except when
+``initial_state`` is given (the kernel has no such input); on CPU the compiled kernel of
+``cpu.py`` (built on first use, ``SEQARENA_CPU_KERNELS`` switches it, see ``archs/ops/_compile.py``);
+otherwise the pure-PyTorch scan in ``scan.py`` (time-major sequential scan with a hand-written
+backward).
 """
 from __future__ import annotations
 
 import torch.nn.functional as F
 
 from .._dispatch import gpu_kernel
+from . import cpu
 from .check import as_grouped, check_selective_scan_args, compute_dtype
 from .ref import selective_scan_ref
 from .scan import selective_scan_torch
@@ -35,6 +38,15 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         if kernel is not None:
             return kernel(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
                           return_last_state=return_last_state)
+    if cpu.usable(u, delta, A, B, C, D, z, delta_bias, initial_state):
+        return cpu.selective_scan_cpu(u, delta, A, as_grouped(B), as_grouped(C), D, z, delta_bias, delta_softplus,
+                                      return_last_state, initial_state)
+    return selective_scan_pure(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state)
+
+
+def selective_scan_pure(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                        return_last_state=False, initial_state=None):
+    """The pure-PyTorch path of :func:`selective_scan` (any device; arguments already checked)."""
     dtype_in = u.dtype
     ct = compute_dtype(u, delta, A, B, C)
     uc, delta = u.to(ct), delta.to(ct)
