@@ -141,7 +141,7 @@ def run_job(spec: dict) -> dict:
     threads = torch.get_num_threads()
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     try:
         from .compare import _quiet
 
@@ -177,6 +177,7 @@ def run_job(spec: dict) -> dict:
             "train_flops": summary.get("train_flops"), "tokens": summary.get("tokens"), "steps": summary.get("steps"),
             "params": summary.get("params"), "wall_time_s": summary.get("wall_time_s"),
             "train_session_s": t_train, "job_time_s": time.time() - t0, "threads": torch.get_num_threads(),
+            "cpu_time_s": time.process_time() - cpu0,  # this process's CPU seconds: what the job costs on a quiet machine
             "state_numel": int(model.state_size(seq_len)), "seq_len": seq_len,
             "curve": curve(run_dir), "run_dir": str(run_dir), "error": None,
         }

@@ -205,8 +205,9 @@ def plan_run(cfg) -> dict:
 
 
 # ---- training --------------------------------------------------------------------------------
-def train_run(cfg) -> dict:
+def train_run(cfg, callbacks: Sequence = ()) -> dict:
     """Train one run into ``results_root/name`` (see module docstring); returns the summary dict.
+    ``callbacks``: more Lightning callbacks (e.g. ``train.progress.ProgressLines``).
 
     A finished run with the same config hash is reused without training; an unfinished one
     with the same hash resumes from ``checkpoints/last.ckpt``; anything else starts fresh.
@@ -246,19 +247,19 @@ def train_run(cfg) -> dict:
     metrics = MetricsLogger(run_dir / "metrics.csv", c["log_every"], c["val_every"], steps, tps,
                             TRAIN_FLOPS_FACTOR * d["flops_per_token"], with_accuracy=getattr(task, "synthetic", False))
     bar = _progress_bar(tr.get("progress_bar", "auto"))
-    callbacks = [metrics, LastCheckpoint(ckpt_dir, int(tr["ckpt_every"]), steps)]
+    callbacks = [metrics, LastCheckpoint(ckpt_dir, int(tr["ckpt_every"]), steps), *callbacks]
     if bar:
         from lightning.pytorch.callbacks import TQDMProgressBar
 
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, steps // 200)))
     t0 = time.time()
-    with _quiet(not bar):
+    with _quiet(True):  # no Lightning banners or model summary (its "FLOPs 0" contradicts our FLOP count)
         trainer = L.Trainer(
             accelerator=tr.get("accelerator", "cpu"), devices=tr.get("devices", 1), num_nodes=int(tr.get("num_nodes") or 1),
             strategy=tr.get("strategy", "auto"), precision=str(c["precision"]), max_steps=steps, max_epochs=-1,
             gradient_clip_val=tr.get("gradient_clip_val"), callbacks=callbacks, enable_checkpointing=False,
             logger=TensorBoardLogger(save_dir=str(run_dir), name="tb", version=""), enable_progress_bar=bar,
-            enable_model_summary=bar, use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0,
+            enable_model_summary=False, use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0,
             log_every_n_steps=int(c["log_every"]), default_root_dir=str(run_dir),
         )
         trainer.fit(lit, datamodule=dm, ckpt_path=str(ckpt) if resume else None)
