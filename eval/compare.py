@@ -313,7 +313,10 @@ class Compare:
             for kind in ("prefill", "decode"):
                 for L in self.tp.contexts:
                     cols.append(C(f"{kind}_tok_s@{L}", f"{kind} tok/s @{_k(L)}", "int", "max"))
-        cols.append(C(f"state_mib@{self.state_at}", f"state MiB @{_k(self.state_at)}", "mib", "min"))
+        if self.tp:
+            cols.append(C(f"state_mib@{self.state_at}", f"state MiB @{_k(self.state_at)}", "mib", "min"))
+        else:  # the recall frontier's x axis
+            cols.append(C("state_numel", f"state numbers @{self.primary} len", "count"))
         return cols
 
     def rows(self, summary: dict) -> list[dict]:
@@ -324,7 +327,7 @@ class Compare:
             r: dict[str, Any] = {"arch": label, "family": self.family.get(a, "other")}
             prim = [x for x in self.runs if x["config"] == label and x["task"] == self.primary]
             if prim:
-                r.update(params=prim[0].get("params"), train_flops=_mean([x.get("train_flops") for x in prim]),
+                r.update(params=prim[0].get("params"), state_numel=prim[0].get("state_numel"), train_flops=_mean([x.get("train_flops") for x in prim]),
                          tokens=_mean([x.get("tokens") for x in prim]))
             walls = [_mean([x.get("wall_time_s") for x in self.runs if x["config"] == label and x["task"] == t]) for t in self.tasks]
             r["train_wall_s"] = sum(walls) if walls and all(v is not None for v in walls) else None
