@@ -7,10 +7,10 @@ Commands (each composes ``configs/eval/<command>.yaml`` with Hydra overrides;
     python -m eval compare compare=long_context   # another preset
     python -m eval compare compare=recall         # MQAR recall frontier over widths 32/64/128
     python -m eval compare compare=all            # every registered arch (hours of CPU)
-    python -m eval compare 'compare.families={ssm:[mamba,mamba2]}' results_root=/tmp/r
+    python -m eval compare compare.only=[attention,deltanet] results_root=/tmp/r   # a subset of the preset
     python -m eval compare compare.launcher=joblib compare.n_jobs=2   # runs as parallel processes
     python -m eval throughput model=small contexts=[1024,4096] batch_size=4
-    python -m eval quality run=results/quick/runs/mqar-mamba
+    python -m eval quality run=results/quick/runs/mqar-mamba2-lr0.003-s0
     python -m eval ops quick=true                 # every eval/bench/*.py benchmark
 """
 from __future__ import annotations
@@ -89,7 +89,7 @@ def cmd_quality(cfg) -> int:
     from .quality import evaluate_run
 
     if not cfg.get("run"):
-        raise SystemExit("quality: give the run folder, e.g. python -m eval quality run=results/quick/runs/mqar-mamba")
+        raise SystemExit("quality: give the run folder, e.g. python -m eval quality run=results/quick/runs/mqar-mamba2-lr0.003-s0")
     run_dir = Path(str(cfg.run))
     if not run_dir.is_dir():
         raise SystemExit(f"quality: run folder {run_dir} does not exist")
