@@ -115,16 +115,21 @@ def estimate_bytes(model, batch: int, context: int, elem: int) -> float:
     return model.state_size(context) * batch * elem + acts
 
 
-def _time(fn: Callable[[], object], warmup: int, min_run_time: float) -> tuple[float, float]:
-    """(median, IQR) seconds of ``fn()``: ``warmup`` untimed calls, then ``blocked_autorange``."""
+def _time(fn: Callable[[], object], warmup: int, min_run_time: float, min_samples: int = 5) -> tuple[float, float]:
+    """(median, IQR) seconds per call of ``fn()``: ``warmup`` untimed calls, then ``blocked_autorange``
+    (blocks of calls until ``min_run_time`` s); topped up to ``min_samples`` blocks so that a slow
+    call (one block fills ``min_run_time``) still gets a spread from more than one sample."""
     from torch.utils import benchmark
 
     for _ in range(warmup):
         fn()
     sync()
-    m = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()).blocked_autorange(
-        min_run_time=min_run_time)
-    return m.median, m.iqr
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    m = timer.blocked_autorange(min_run_time=min_run_time)
+    times = list(m.times)  # seconds per call, one per block
+    while len(times) < min_samples:
+        times.append(timer.timeit(number=m.number_per_run).median)
+    return _median_iqr(times)
 
 
 def measure_model(model, settings: ThroughputSettings, arch: str = "?", progress: Callable[[str], None] | None = None) -> list[dict]:
