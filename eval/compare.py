@@ -2,7 +2,7 @@
 
 Protocol, for every arch config (and width, when the preset sweeps ``widths``) and task:
 
-1. **lr selection**: one run per lr of ``lr_grid`` at the first seed; the lr with the lowest
+1. **lr selection**: one run per lr of ``lr_grid`` (one list, or one per task) at the first seed; the lr with the lowest
    *validation* loss (``eval/jobs.py``: a fixed validation set, never the test metric) is chosen.
    A chosen lr at either end of the grid is flagged (the optimum may lie outside it).
 2. **seeds**: at the chosen lr, the other ``seeds`` (the grid's first-seed run counts as one).
@@ -110,10 +110,13 @@ class Compare:
         self.primary = str(c.get("primary_task") or ("text" if "text" in self.tasks else self.tasks[0]))
         if self.primary not in self.tasks:
             raise ValueError(f"compare: primary_task={self.primary!r} is not in tasks {self.tasks}")
-        self.lr_grid = [float(x) for x in c.lr_grid]
+        grid = _plain(c.lr_grid)
+        self.lr_grid = {t: [float(x) for x in (grid.get(t) or []) if x is not None] if isinstance(grid, dict) else
+                        [float(x) for x in grid] for t in self.tasks}  # task -> lrs
         self.seeds = [int(s) for s in c.seeds]
-        if not self.lr_grid or any(not (x > 0 and math.isfinite(x)) for x in self.lr_grid):
-            raise ValueError(f"compare: lr_grid must be positive numbers, got {list(c.lr_grid)}")
+        for t, g in self.lr_grid.items():
+            if not g or any(not (x > 0 and math.isfinite(x)) for x in g):
+                raise ValueError(f"compare: lr_grid for {t} must be positive numbers, got {grid}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"compare: seeds must be distinct ints, got {list(c.seeds)}")
         self.widths = [int(w) for w in (c.get("widths") or [])] or [None]
@@ -155,13 +158,13 @@ class Compare:
 
         t0 = time.time()
         self.out.mkdir(parents=True, exist_ok=True)
-        n_grid = len(self.configs) * len(self.tasks) * len(self.lr_grid)
+        n_grid = len(self.configs) * sum(len(g) for g in self.lr_grid.values())
         n_seeds = len(self.configs) * len(self.tasks) * (len(self.seeds) - 1)
         total = n_grid + n_seeds + (len(self.archs) if self.tp else 0)
         with thread_policy(self.threads), tqdm(total=total, desc=f"compare {self.name}", unit="run",
                                                disable=not self.progress, dynamic_ncols=True) as bar:
             grid = self._launch([self.spec(a, w, t, lr, self.seeds[0], "lr_grid") for a, w in self.configs
-                                 for t in self.tasks for lr in self.lr_grid], bar)
+                                 for t in self.tasks for lr in self.lr_grid[t]], bar)
             self.lr_selection = self.select_lr(grid)
             more = []
             for a, w in self.configs:
@@ -190,7 +193,8 @@ class Compare:
                 g = {lr_tag(r["lr"]): r.get("val_loss") for r in grid if r["config"] == label and r["task"] == t}
                 ok = {k: v for k, v in g.items() if v is not None and math.isfinite(v)}
                 chosen = float(min(ok, key=ok.get)) if ok else None
-                edge = chosen is not None and len(self.lr_grid) > 1 and chosen in (min(self.lr_grid), max(self.lr_grid))
+                lrs = self.lr_grid[t]
+                edge = chosen is not None and len(lrs) > 1 and chosen in (min(lrs), max(lrs))
                 sel.setdefault(label, {})[t] = {"grid": g, "chosen": chosen, "edge": edge}
         return sel
 
@@ -444,7 +448,8 @@ class Compare:
         lines = [
             f"# Comparison: {self.name}", "",
             f"{len(self.configs)} configurations x tasks {', '.join(self.tasks)}, matched training FLOPs per task; "
-            f"lr chosen per (arch, task) from {{{', '.join(lr_tag(x) for x in self.lr_grid)}}} on validation loss (seed "
+            f"lr chosen per (arch, task) from " + "; ".join(f"{t} {{{', '.join(lr_tag(x) for x in g)}}}" for t, g in self.lr_grid.items())
+            + f" on validation loss (seed "
             f"{self.seeds[0]}), then {len(self.seeds)} seeds at that lr. Quality cells: mean ± half-width of the 95% "
             f"Student-t interval over seeds; **bold**: every arch whose interval overlaps the best one's (statistically "
             f"tied). ↑ higher is better, ↓ lower is better. Scored on fixed sets: >= {int(self.c.eval.min_scored):,} "

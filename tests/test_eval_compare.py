@@ -176,7 +176,7 @@ def test_joblib_launcher_gives_the_same_runs_as_sequential(tmp_path):
 def test_presets_compose_and_keep_the_protocol():
     quick = compose("eval/compare").compare
     assert quick.name == "quick" and set(quick.tasks) == {"mqar", "text"}
-    assert len(quick.lr_grid) >= 3 and len(quick.seeds) >= 3
+    assert all(len(quick.lr_grid[t]) >= 3 for t in quick.tasks) and len(quick.seeds) >= 3
     assert quick.eval.min_scored >= 2000 and quick.eval.text_tokens >= 65536
     assert all(len(v) == 1 for v in quick.families.values())  # one arch per family
     every = compose("eval/compare", ["compare=all"]).compare
