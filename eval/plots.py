@@ -181,6 +181,7 @@ def recall_frontier(points: Sequence[dict], path, task: str = "mqar") -> Path:
         ax.errorbar(xs, ys, yerr=[lo, hi], label=arch, color=style[arch]["color"], marker=style[arch]["marker"],
                     lw=1.0, ms=5, capsize=3)
     ax.set_xscale("log")
+    ax.set_ylim(-0.03, 1.03)  # a t-interval over 3 seeds can reach past [0, 1]; the axis shows the possible range
     ax.set_xlabel("state size per sequence (numbers, at the training length)")
     ax.set_ylabel(f"{task} accuracy (mean, 95% CI over seeds)")
     ax.set_title(f"{task}: recall frontier")
@@ -206,6 +207,7 @@ def accuracy_vs_length_ci(points: Sequence[dict], path, train_len: int | None = 
     ax.xaxis.set_major_formatter(FuncFormatter(_tokens))
     if train_len:
         ax.axvline(train_len, color="gray", ls="--", lw=1)
+    ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("sequence length (tokens; dashed: training length)")
     ax.set_ylabel("accuracy (mean, 95% CI)")
     ax.set_title(f"{task}: accuracy vs length")
