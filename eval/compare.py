@@ -365,6 +365,8 @@ class Compare:
         cols, rows = self.columns(), self.rows(summary)
         compute_s = sum(float(r.get("job_time_s") or 0) for r in self.all_runs) + sum(
             float(m.get("seconds") or 0) for m in self.measured.values())
+        cpu = [r.get("cpu_time_s") for r in self.all_runs if not r.get("error")]
+        cpu_s = sum(cpu) if cpu and all(c is not None for c in cpu) else None  # the runs' own CPU seconds
         old = io.read_json(self.out / "compare.json") or {}
         first_wall = old.get("wall_time_s") if old.get("spec_key") == self.spec_key() else None
         wall = first_wall or max(compute_s, invocation_s)  # a rerun keeps the first complete run's time
@@ -396,7 +398,7 @@ class Compare:
             "families": {self.label(a, w): self.family.get(a, "other") for a, w in self.configs},
             "tasks": self.tasks, "primary_task": self.primary, "lr_grid": self.lr_grid, "seeds": self.seeds,
             "ci_method": "Student t over seeds, 95% two-sided: mean +- t(0.975, n-1) * s / sqrt(n)",
-            "wall_time_s": wall, "compute_time_s": compute_s, "invocation_time_s": invocation_s,
+            "wall_time_s": wall, "compute_time_s": compute_s, "invocation_time_s": invocation_s, "runs_cpu_time_s": cpu_s,
             "device": "cpu" if not torch.cuda.is_available() else "cuda", "torch": torch.__version__, "threads": self.threads,
             "runs": [{k: v for k, v in r.items() if k not in ("curve", "traceback", "key")} for r in self.all_runs],
             "lr_selection": {c: {t: {"grid": s["grid"], "chosen": s["chosen"], "edge": s["edge"]} for t, s in d.items()}
@@ -457,7 +459,7 @@ class Compare:
             f"nats/byte; the lr was chosen on another {int(self.c.eval.text_tokens):,}).",
             "",
             f"Wall time {wall / 60:.1f} min of compute ({torch.get_num_threads() if not self.threads else threads} torch "
-            f"thread(s), torch {torch.__version__}; this invocation {invocation_s:.0f} s). `train wall s`: training time "
+            f"thread(s), torch {torch.__version__}; this invocation {invocation_s:.0f} s{self._cpu_note()}). `train wall s`: training time "
             f"of one run (mean over seeds), summed over tasks."
             + (f" `train loss @{eq['seconds']:.3g}s`: {self.primary} training loss after the same wall-clock seconds "
                f"(the shortest run's)." if eq["seconds"] else ""),
@@ -478,6 +480,12 @@ class Compare:
             lines += ["", "Skipped throughput measurements:", ""] + [f"- {r['arch']} @ {r['context']}: {r['status']}" for r in skipped]
         lines += ["", "Plots: " + ", ".join(f"[{k}]({Path(v).name})" for k, v in files.items()), ""]
         return "\n".join(lines)
+
+    def _cpu_note(self) -> str:
+        cpu = [r.get("cpu_time_s") for r in self.all_runs if not r.get("error")]
+        if not cpu or any(c is None for c in cpu):
+            return ""
+        return f"; the runs took {sum(cpu) / 60:.1f} CPU-minutes (a wall time far above this means a busy machine)"
 
 
 def _interp(curve: list[dict], T: float) -> float | None:
