@@ -305,7 +305,7 @@ class Compare:
         C = tbl.Column
         cols = [C("arch", "arch", "text"), C("family", "family", "text"), C("params", "params", "count"),
                 C("train_flops", "train FLOPs", "sci"), C("tokens", "tokens", "count"),
-                C("train_wall_s", "train wall s", "float")]
+                C("train_wall_s", "train wall s", "sec")]
         for key, header, better in self.metric_names():
             cols.append(C(key, header, "acc" if "acc" in key else "float", better, ci=True))
         for t in self.tasks:

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 class Column:
     key: str
     header: str
-    kind: str = "float"  # count | sci | float | int | acc | mib | text
+    kind: str = "float"  # count | sci | float | int | acc | mib | sec | text
     better: str | None = None  # "max" | "min" | None
     ci: bool = False  # values are {"mean", "ci95", "n"} summaries
 
@@ -50,6 +50,8 @@ def fmt(v: Any, kind: str) -> str:
         return f"{x:,.0f}"
     if kind == "acc":
         return f"{x:.3f}"
+    if kind == "sec":
+        return f"{x:,.1f}"
     if kind == "mib":
         return f"{x:.3g}"
     return f"{x:.3f}" if abs(x) < 100 else f"{x:,.0f}"
