@@ -3,7 +3,7 @@
 Zoology (Arora et al. 2023) puts one in front of every sequence mixer it compares; Mamba,
 Mamba-2 and DeltaNet carry one inside. It hands each token a mix of its last few inputs, which
 is the "previous token" feature associative recall needs; without it a model has to learn that
-feature first (see ``arch=attention_conv`` and ``python -m train.mqar_check``). Wrapping makes
+feature first (see ``arch=attention_conv`` and ``python -m eval compare compare=recall``). Wrapping makes
 "is it the conv or the mixer?" one setting for every architecture:
 
     ShortConv(build_mixer("gla", 64), conv_size=4)          # a Mixer like any other

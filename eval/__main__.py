@@ -1,12 +1,16 @@
 """``python -m eval <command> [key=value ...]``: the evaluation entry point.
 
-Commands (each composes ``configs/eval/<command>.yaml`` with Hydra overrides):
+Commands (each composes ``configs/eval/<command>.yaml`` with Hydra overrides;
+``python -m eval <command> --help`` lists its settings):
 
     python -m eval compare                        # the main job: configs/compare/quick.yaml
     python -m eval compare compare=long_context   # another preset
-    python -m eval compare compare.archs=[attention,mamba] results_root=/tmp/r
+    python -m eval compare compare=recall         # MQAR recall frontier over widths 32/64/128
+    python -m eval compare compare=all            # every registered arch (hours of CPU)
+    python -m eval compare compare.only=[attention,deltanet] results_root=/tmp/r   # a subset of the preset
+    python -m eval compare compare.launcher=joblib compare.n_jobs=2   # runs as parallel processes
     python -m eval throughput model=small contexts=[1024,4096] batch_size=4
-    python -m eval quality run=results/quick/runs/mqar-mamba
+    python -m eval quality run=results/quick/runs/mqar-mamba2-lr0.003-s0
     python -m eval throughput model_dir=exported/mamba   # a save_pretrained folder (train.export, from_transformers)
     python -m eval quality model_dir=exported/mamba model_task=mqar   # or tokens_file=ids.txt for text
     python -m eval ops quick=true                 # every eval/bench/*.py benchmark
@@ -26,8 +30,30 @@ from omegaconf import OmegaConf
 COMMANDS = ("compare", "throughput", "quality", "ops")
 
 
+HELP = {
+    "compare": "the experiment: an lr grid per (arch, task) at the first seed, the lr chosen on validation loss, more "
+               "seeds at that lr, 95% Student-t intervals, timings; writes <results_root>/<compare.name>/compare.md, "
+               ".csv, .json and plots. Presets: configs/compare/*.yaml (compare=<name>).",
+    "throughput": "prefill tokens/s, decode latency and state memory of untrained models at several contexts "
+                  "(torch.utils.benchmark: warm-up, repeats, median and IQR; spreads above max_spread flagged).",
+    "quality": "accuracy vs length, loss by position and passkey grid of one trained run (run=<run folder>).",
+    "ops": "the op benchmarks in eval/bench/: fast ops vs their sequential references (quick=true: small sizes).",
+}
+
+
 def _usage() -> str:
     return __doc__.split("\n", 1)[1]
+
+
+def _command_help(cmd: str) -> str:
+    """What the command does and its settings (the composed config, with the preset's comments in the files)."""
+    from .config import compose, config_dir
+
+    cfg = compose(f"eval/{cmd}", [])
+    files = f"configs/eval/{cmd}.yaml" + (", configs/compare/*.yaml" if cmd == "compare" else "")
+    return (f"usage: python -m eval {cmd} [key=value ...]\n\n{HELP[cmd]}\n\n"
+            f"Settings (override any with key=value; commented in {files} under {config_dir()}):\n\n"
+            + OmegaConf.to_yaml(cfg))
 
 
 def cmd_compare(cfg) -> int:
@@ -36,7 +62,8 @@ def cmd_compare(cfg) -> int:
     result = run_compare(cfg, progress=bool(cfg.get("progress", True)))
     out = Path(str(cfg.results_root)) / result["name"]
     print((out / "compare.md").read_text())
-    print(f"wrote {out}/compare.md, compare.csv, compare.json and {len(result['plots'])} plots")
+    print(f"wrote {out}/compare.md, compare.csv, compare.json and {len(result['plots'])} plots "
+          f"({result['compute_time_s'] / 60:.1f} min of compute; this invocation {result['invocation_time_s']:.0f} s)")
     for e in result["errors"]:
         print(f"FAILED {e['arch']} ({e['stage']}): {e['error']}", file=sys.stderr)
     return 1 if result["errors"] else 0
@@ -59,7 +86,7 @@ def cmd_throughput(cfg) -> int:
         rows = run_throughput(resolve_archs(cfg.archs), cfg.model, settings, vocab_size=int(cfg.vocab_size), seed=int(cfg.seed),
                               progress=progress)
         size = f"d_model={cfg.model.d_model}, n_layers={cfg.model.n_layers}"
-    print_table(format_rows(rows), title=f"throughput (batch {settings.batch_size}, {settings.dtype}, {settings.torch_device()}, {size})")
+    print_table(format_rows(rows, settings.max_spread), title=f"throughput (batch {settings.batch_size}, {settings.dtype}, {settings.torch_device()}, {size})")
     if cfg.get("out"):
         write_json(Path(str(cfg.out)) / "throughput.json", rows)
         write_csv(Path(str(cfg.out)) / "throughput.csv", rows)
@@ -83,7 +110,7 @@ def cmd_quality(cfg) -> int:
         print(f"model {cfg.model_dir}: task {out['task']}")
     else:
         if not cfg.get("run"):
-            raise SystemExit("quality: give the run folder, e.g. python -m eval quality run=results/quick/runs/mqar-mamba, "
+            raise SystemExit("quality: give the run folder, e.g. python -m eval quality run=results/quick/runs/mqar-mamba2-lr0.003-s0, "
                              "or a saved model folder: model_dir=<save_pretrained folder>")
         run_dir = Path(str(cfg.run))
         if not run_dir.is_dir():
@@ -137,6 +164,9 @@ def _main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"unknown command {cmd!r}; expected one of: {', '.join(COMMANDS)}\n\n{_usage()}", file=sys.stderr)
         return 2
+    if any(o in ("-h", "--help", "help") for o in overrides):
+        print(_command_help(cmd))
+        return 0
     if cmd != "compare" and "lock_wait=true" in argv:
         print(f"{cmd}: --wait only applies to compare", file=sys.stderr)
         return 2

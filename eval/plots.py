@@ -118,3 +118,97 @@ def accuracy_vs_length(rows: Sequence[dict], path, train_len: int | None = None,
     """Rows ``arch, length, accuracy`` -> accuracy vs sequence length (dashed line: training length)."""
     return _lines(rows, "length", "accuracy", path, "sequence length (tokens)", "accuracy", f"{task}: accuracy vs length",
                   logy=False, vline=train_len)
+
+
+def loss_vs_wall_clock(curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], path) -> Path:
+    """``curves[task][arch] = [(seconds, loss), ...]``: training loss vs training wall-clock seconds
+    (what a researcher pays on this machine); read across at a fixed time to compare archs."""
+    tasks = list(curves) or ["-"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    style = _style(sorted({a for t in curves.values() for a in t}))
+    for ax, task in zip(axes[0], tasks):
+        for arch, pts in sorted(curves.get(task, {}).items()):
+            pts = [(s, l) for s, l in pts if _finite(s, l) and s > 0]
+            if pts:
+                ax.plot(*zip(*pts), label=arch, color=style[arch]["color"], lw=1.2)
+        ax.set_xlabel("training wall-clock seconds")
+        ax.set_ylabel("training loss")
+        ax.set_title(f"{task}: loss vs wall clock")
+        ax.grid(True, which="both", alpha=0.3)
+    return _finish(fig, axes[0][-1], path, not any(a.get_lines() for a in axes[0]), legend_from=axes[0])
+
+
+def val_loss_vs_lr(selection: Mapping[str, Mapping[str, dict]], path) -> Path:
+    """``selection[arch][task] = {"grid": {lr: val_loss}, "chosen": lr}``: one panel per task, one
+    line per arch over the lr grid (log x); the chosen lr is a filled marker."""
+    tasks = sorted({t for d in selection.values() for t in d}) or ["-"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    style = _style(list(selection))
+    for ax, task in zip(axes[0], tasks):
+        for arch, d in sorted(selection.items()):
+            s = d.get(task) or {}
+            pts = sorted((float(lr), v) for lr, v in (s.get("grid") or {}).items() if _finite(v))
+            if not pts:
+                continue
+            ax.plot(*zip(*pts), label=arch, color=style[arch]["color"], marker=style[arch]["marker"], mfc="none", lw=1.2, ms=5)
+            if s.get("chosen") is not None:
+                ch = [(lr, v) for lr, v in pts if math.isclose(lr, float(s["chosen"]))]
+                if ch:
+                    ax.plot(*zip(*ch), color=style[arch]["color"], marker=style[arch]["marker"], ms=6, ls="none")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("validation loss (first seed)")
+        ax.set_title(f"{task}: validation loss vs lr (filled: chosen)")
+        ax.grid(True, which="both", alpha=0.3)
+    return _finish(fig, axes[0][-1], path, not any(a.get_lines() for a in axes[0]), legend_from=axes[0])
+
+
+def recall_frontier(points: Sequence[dict], path, task: str = "mqar") -> Path:
+    """Zoology's recall frontier: accuracy vs state size per sequence (log x), one point per
+    (arch, width) with its 95% CI as an error bar; points of the same arch are joined by width.
+    ``points``: ``{arch, label, state, acc, ci95: [lo, hi]}``."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    by_arch: dict[str, list] = {}
+    for p in points:
+        if _finite(p.get("state"), p.get("acc")) and p["state"] > 0:
+            by_arch.setdefault(str(p["arch"]), []).append(p)
+    style = _style(list(by_arch))
+    for arch, pts in sorted(by_arch.items()):
+        pts = sorted(pts, key=lambda p: p["state"])
+        xs, ys = [p["state"] for p in pts], [p["acc"] for p in pts]
+        lo = [max(0.0, y - (p["ci95"][0] if _finite(p["ci95"][0]) else y)) for y, p in zip(ys, pts)]
+        hi = [max(0.0, (p["ci95"][1] if _finite(p["ci95"][1]) else y) - y) for y, p in zip(ys, pts)]
+        ax.errorbar(xs, ys, yerr=[lo, hi], label=arch, color=style[arch]["color"], marker=style[arch]["marker"],
+                    lw=1.0, ms=5, capsize=3)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.03, 1.03)  # a t-interval over 3 seeds can reach past [0, 1]; the axis shows the possible range
+    ax.set_xlabel("state size per sequence (numbers, at the training length)")
+    ax.set_ylabel(f"{task} accuracy (mean, 95% CI over seeds)")
+    ax.set_title(f"{task}: recall frontier")
+    return _finish(fig, ax, path, not by_arch)
+
+
+def accuracy_vs_length_ci(points: Sequence[dict], path, train_len: int | None = None, task: str = "mqar") -> Path:
+    """``points``: ``{arch, length, accuracy, ci95}``: mean accuracy vs length with 95% CI bars."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    by_arch: dict[str, list] = {}
+    for p in points:
+        if _finite(p.get("length"), p.get("accuracy")):
+            by_arch.setdefault(str(p["arch"]), []).append(p)
+    style = _style(list(by_arch))
+    for arch, pts in sorted(by_arch.items()):
+        pts = sorted(pts, key=lambda p: p["length"])
+        ys = [p["accuracy"] for p in pts]
+        err = [[max(0.0, y - p["ci95"][0]) if _finite(p["ci95"][0]) else 0.0 for y, p in zip(ys, pts)],
+               [max(0.0, p["ci95"][1] - y) if _finite(p["ci95"][1]) else 0.0 for y, p in zip(ys, pts)]]
+        ax.errorbar([p["length"] for p in pts], ys, yerr=err, label=arch, color=style[arch]["color"],
+                    marker=style[arch]["marker"], lw=1.0, ms=4, capsize=2)
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(_tokens))
+    if train_len:
+        ax.axvline(train_len, color="gray", ls="--", lw=1)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("sequence length (tokens; dashed: training length)")
+    ax.set_ylabel("accuracy (mean, 95% CI)")
+    ax.set_title(f"{task}: accuracy vs length")
+    return _finish(fig, ax, path, not by_arch)

@@ -1,13 +1,22 @@
 """Long-context speed and memory of one model: prefill tokens/s, decode latency, state memory.
 
-For each context length L (e.g. 1k .. 64k):
+For each context length L (e.g. 512, 2k, 8k):
 
-* prefill: time ``model.prefill(tokens (B, L))`` from an empty state -> tokens/s = B * L / time;
-* decode: prefill L tokens, then time ``decode_steps`` calls of ``model.step`` -> ms per token
-  and tokens/s (= B / per-step time);
-* state: analytic ``model.state_size(L)`` numbers per sequence (x bytes per number), the
-  bytes the state tensors really hold (``MixerState.nbytes_per_sequence``), and a measured
-  peak: CUDA peak allocated memory on a GPU, resident-set growth on a CPU.
+* prefill: ``model.prefill(tokens (B, L))`` from an empty state, timed with
+  ``torch.utils.benchmark.Timer.blocked_autorange`` (after ``warmup`` untimed calls at this
+  context: blocks of calls until ``min_run_time`` seconds are spent) -> median and IQR;
+* decode: prefill L tokens, ``warmup`` untimed steps, then ``repeats`` blocks of
+  ``decode_steps // repeats`` ``model.step`` calls each, timed per block -> median and IQR of the
+  per-token time. Not ``blocked_autorange``: each step advances the state (and a KV cache has a
+  fixed capacity), so the number of calls must be fixed before timing;
+* spread = IQR / median of each; above ``max_spread`` (20%) the number is flagged;
+* state: analytic ``model.state_size(L)`` numbers per sequence (x bytes per number), the bytes
+  the state tensors really hold (``MixerState.nbytes_per_sequence``), and a measured peak:
+  CUDA peak allocated memory on a GPU, resident-set growth (``psutil``) on a CPU.
+
+Threads: ``thread_policy(threads)`` is the one rule for ``eval throughput`` and ``eval compare``
+(``threads: 1`` by default in both: tiny models gain nothing from more, and one thread keeps
+timings steady on a shared machine).
 
 A context is skipped (a row with ``status = "skipped: <reason>"``, never a crash) when its
 estimated memory exceeds ``mem_limit_gb``, when the time extrapolated from the previous
@@ -15,15 +24,16 @@ context exceeds ``max_seconds``, or when it runs out of memory.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-import os
+import statistics
 import time
 from typing import Callable, Sequence
 
 import torch
 
-from .bench.common import sync, time_ms
+from .bench.common import sync
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "fp16": torch.float16, "float64": torch.float64}
@@ -33,10 +43,11 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bf
 class ThroughputSettings:
     contexts: Sequence[int] = (1024, 4096)
     batch_size: int = 1
-    decode_steps: int = 16
-    warmup: int = 1          # untimed runs per measurement (besides one prefill at the first context per model)
-    repeats: int = 3         # timed runs per measurement (median)
-    repeat_seconds: float = 10.0  # stop repeating once this much time went into timed runs (>= 1 run)
+    decode_steps: int = 32   # timed step() calls, in ``repeats`` blocks
+    warmup: int = 1          # untimed calls at each context before timing
+    repeats: int = 8         # decode: timed blocks of steps (median, IQR)
+    min_run_time: float = 0.2  # prefill: seconds of timed blocks (torch.utils.benchmark)
+    max_spread: float = 0.2  # IQR / median above this is flagged
     max_seconds: float = 30.0  # cap on one measurement (extrapolated before it is started)
     mem_limit_gb: float = 8.0  # skip contexts whose estimated memory is above this
     device: str = "auto"
@@ -47,6 +58,7 @@ class ThroughputSettings:
         self.contexts = [int(c) for c in self.contexts]
         if not self.contexts or any(c < 1 for c in self.contexts):
             raise ValueError(f"throughput: contexts must be positive ints, got {list(self.contexts)}")
+        self.repeats = min(int(self.repeats), int(self.decode_steps))
         for what in ("batch_size", "decode_steps", "repeats"):
             if int(getattr(self, what)) < 1:
                 raise ValueError(f"throughput: {what} must be >= 1, got {getattr(self, what)}")
@@ -67,13 +79,30 @@ class ThroughputSettings:
         return _DTYPES[self.dtype]
 
 
-def _rss_bytes() -> int:
-    """Current resident set size of this process (Linux /proc; 0 elsewhere)."""
+@contextlib.contextmanager
+def thread_policy(threads: int | None):
+    """Run the block with ``threads`` torch CPU threads (None: leave torch's setting); restore after."""
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _rss_bytes() -> int:
+    """Current resident set size of this process (psutil)."""
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def _median_iqr(xs: Sequence[float]) -> tuple[float, float]:
+    if len(xs) < 2:
+        return xs[0], 0.0
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return statistics.median(xs), q[2] - q[0]
 
 
 def _state_nbytes(state: list) -> int:
@@ -86,9 +115,21 @@ def estimate_bytes(model, batch: int, context: int, elem: int) -> float:
     return model.state_size(context) * batch * elem + acts
 
 
-def _time(fn: Callable[[], object], warmup: int, repeats: int, max_seconds: float) -> float:
-    """Median seconds of ``fn()`` after ``warmup`` calls; stops repeating past ``max_seconds``."""
-    return time_ms(fn, warmup=warmup, repeats=repeats, max_seconds=max_seconds) / 1e3
+def _time(fn: Callable[[], object], warmup: int, min_run_time: float, min_samples: int = 5) -> tuple[float, float]:
+    """(median, IQR) seconds per call of ``fn()``: ``warmup`` untimed calls, then ``blocked_autorange``
+    (blocks of calls until ``min_run_time`` s); topped up to ``min_samples`` blocks so that a slow
+    call (one block fills ``min_run_time``) still gets a spread from more than one sample."""
+    from torch.utils import benchmark
+
+    for _ in range(warmup):
+        fn()
+    sync()
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    m = timer.blocked_autorange(min_run_time=min_run_time)
+    times = list(m.times)  # seconds per call, one per block
+    while len(times) < min_samples:
+        times.append(timer.timeit(number=m.number_per_run).median)
+    return _median_iqr(times)
 
 
 def measure_model(model, settings: ThroughputSettings, arch: str = "?", progress: Callable[[str], None] | None = None) -> list[dict]:
@@ -103,13 +144,8 @@ def measure_model(model, settings: ThroughputSettings, arch: str = "?", progress
     elem = torch.empty((), dtype=dtype).element_size()
     limit = settings.mem_limit_gb * 2**30
     gen = torch.Generator().manual_seed(0)
-    threads = torch.get_num_threads()
-    if settings.threads:
-        torch.set_num_threads(int(settings.threads))
-    try:
+    with thread_policy(settings.threads):
         return _measure_all(model, settings, arch, progress, dev, dtype, B, V, elem, limit, gen)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _measure_all(model, settings, arch, progress, dev, dtype, B, V, elem, limit, gen) -> list[dict]:
@@ -162,7 +198,7 @@ def _measure_context(model, s: ThroughputSettings, L: int, gen: torch.Generator,
     cap = L + s.warmup + s.decode_steps + 1
 
     # prefill from an empty state
-    prefill_s = _time(lambda: model.prefill(tokens, model.init_state(B, max_seq_len=cap)), s.warmup, s.repeats, s.repeat_seconds)
+    prefill_s, prefill_iqr = _time(lambda: model.prefill(tokens, model.init_state(B, max_seq_len=cap)), s.warmup, s.min_run_time)
 
     # memory held after a prefill (the state), then decode from it
     if dev.type == "cuda":
@@ -182,22 +218,22 @@ def _measure_context(model, s: ThroughputSettings, L: int, gen: torch.Generator,
     for _ in range(s.warmup):
         model.step(token, state)
     sync()
-    # the steps in up to 4 blocks; the median block's time per step resists a stray slow block
-    blocks = [len(b) for b in torch.arange(s.decode_steps).tensor_split(min(4, s.decode_steps))]
-    per_step = []
-    for n in blocks:
+    per_step = []  # seconds per step of each timed block
+    for n in [len(b) for b in torch.arange(s.decode_steps).tensor_split(s.repeats)]:
         t0 = time.perf_counter()
         for _ in range(n):
             model.step(token, state)
         sync()
         per_step.append((time.perf_counter() - t0) / n)
-    step_s = sorted(per_step)[len(per_step) // 2]
+    step_s, step_iqr = _median_iqr(per_step)
     del state
     return {
         "prefill_ms": 1e3 * prefill_s,
         "prefill_tok_s": B * L / prefill_s,
+        "prefill_spread": prefill_iqr / prefill_s,   # IQR / median
         "decode_ms_per_token": 1e3 * step_s,
         "decode_tok_s": B / step_s,
+        "decode_spread": step_iqr / step_s,
         "state_bytes_measured": measured_state,
         "peak_mem_bytes": peak,       # CUDA: peak allocated during the prefill (whole batch)
         "held_mem_bytes": held,       # CUDA: allocated after it; CPU: RSS growth (whole batch)
@@ -222,8 +258,8 @@ def run_throughput(arch_names: Sequence[str], model_cfg, settings: ThroughputSet
     return rows
 
 
-def format_rows(rows: list[dict]) -> list[dict]:
-    """Compact rows for printing: speeds and sizes, with the skip reason where skipped."""
+def format_rows(rows: list[dict], max_spread: float = 0.2) -> list[dict]:
+    """Compact rows for printing: speeds, spreads (IQR / median; FLAG above ``max_spread``) and sizes."""
     out = []
     for r in rows:
         ok = r.get("status") == "ok"
@@ -232,6 +268,7 @@ def format_rows(rows: list[dict]) -> list[dict]:
             "prefill tok/s": round(r["prefill_tok_s"]) if ok else "-",
             "decode ms/tok": round(r["decode_ms_per_token"], 3) if ok else "-",
             "decode tok/s": round(r["decode_tok_s"], 1) if ok else "-",
+            "spread p/d": f"{r['prefill_spread']:.0%}/{r['decode_spread']:.0%}" + (" FLAG" if max(r["prefill_spread"], r["decode_spread"]) > max_spread else "") if ok else "-",
             "state MiB (analytic)": float(f"{r['state_bytes'] / 2**20:.3g}"),
             "state MiB (measured)": float(f"{r['state_bytes_measured'] / 2**20:.3g}") if ok else "-",
             "status": r.get("status", "?"),

@@ -199,3 +199,44 @@ def test_ops_discovers_bench_modules():
     assert "common" not in names and "decode" in names
     with pytest.raises(ValueError, match="unknown benchmark \\['nope'\\]; known: "):
         run_ops(["nope"])
+
+
+# ---- confidence-interval table, flags, new plots, thread policy -----------------------------
+def test_ci_columns_bold_every_tied_arch_and_flag_spread():
+    from eval.stats import mean_ci
+
+    cols = [tbl.Column("arch", "arch", "text"), tbl.Column("acc", "acc", "acc", "max", ci=True),
+            tbl.Column("tok", "tok/s", "int", "max")]
+    rows = [{"arch": "a", "acc": mean_ci([0.9, 0.92, 0.94]), "tok": 100, "tok!": True},
+            {"arch": "b", "acc": mean_ci([0.85, 0.9, 0.95]), "tok": 50},   # overlaps a: tied
+            {"arch": "c", "acc": mean_ci([0.1, 0.11, 0.12]), "tok": None}]  # clearly worse
+    md = tbl.markdown(rows, cols).splitlines()
+    assert md[2] == "| a | **0.920 ± 0.050** | **100 †** |"
+    assert md[3] == "| b | **0.900 ± 0.124** | 50 |"
+    assert md[4] == "| c | 0.110 ± 0.025 | - |"
+    assert tbl.tied(rows, cols) == {"tok": ["a"], "acc": ["a", "b"]}
+
+
+def test_frontier_lr_and_wall_clock_plots(tmp_path):
+    pts = [{"arch": "attention", "label": "attention-d32", "state": 4096, "acc": 0.5, "ci95": [0.4, 0.6]},
+           {"arch": "attention", "label": "attention-d64", "state": 8192, "acc": 0.8, "ci95": [0.7, 0.9]},
+           {"arch": "gla", "label": "gla-d32", "state": 1024, "acc": 0.2, "ci95": [None, None]}]
+    assert_png(plots.recall_frontier(pts, tmp_path / "recall_frontier.png"))
+    sel = {"a": {"mqar": {"grid": {"0.001": 2.0, "0.003": 1.5, "0.01": None}, "chosen": 0.003}}}
+    assert_png(plots.val_loss_vs_lr(sel, tmp_path / "lr.png"))
+    assert_png(plots.loss_vs_wall_clock({"text": {"a": [(0.5, 3.0), (1.0, 2.5)]}}, tmp_path / "w.png"))
+    assert_png(plots.accuracy_vs_length_ci([{"arch": "a", "length": 64, "accuracy": 0.5, "ci95": [0.4, 0.6]}],
+                                           tmp_path / "len.png", train_len=64))
+
+
+def test_throughput_reports_spread_and_keeps_the_thread_policy():
+    from eval.throughput import thread_policy
+
+    before = torch.get_num_threads()
+    rows = measure_model(tiny_model(), ThroughputSettings(contexts=[8], decode_steps=4, repeats=2, warmup=1,
+                                                          min_run_time=0.01, threads=1))
+    assert rows[0]["threads"] == 1 and torch.get_num_threads() == before
+    assert rows[0]["prefill_spread"] >= 0 and rows[0]["decode_spread"] >= 0
+    with thread_policy(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

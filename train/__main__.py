@@ -7,6 +7,9 @@ another process using the same run folder instead of failing.
 
 Exit status: 0 done; 2 bad config or missing data file; 3 the run folder is in use;
 143 / 130 stopped by SIGTERM / SIGINT after saving a resumable checkpoint.
+
+Output: a start line (run folder, params, steps, FLOPs); when stdout is not a terminal, a progress
+line with an ETA every 10 seconds (on a terminal, Lightning's progress bar); a summary line at the end.
 """
 from __future__ import annotations
 
@@ -46,9 +49,15 @@ def _sweep_name(cfg: DictConfig) -> None:
 
 @hydra.main(config_path=str(configs_dir()), config_name="train", version_base=None)
 def main(cfg: DictConfig) -> float | None:
+    from pathlib import Path
+
+    from .progress import ProgressLines
+
     _sweep_name(cfg)
+    lines = ProgressLines(Path(str(cfg.results_root)) / str(cfg.name), int(cfg.seq_len), int(cfg.batch_size) * int(cfg.seq_len),
+                          lines=not sys.stdout.isatty())
     try:
-        summary = train_run(cfg)
+        summary = train_run(cfg, callbacks=[lines])
     except (ValueError, KeyError, FileNotFoundError) as e:  # bad config or missing data file: one clear line, no traceback
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -19,6 +19,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from omegaconf import OmegaConf
@@ -99,8 +100,9 @@ def plan_run(cfg) -> dict:
 
 
 # ---- training --------------------------------------------------------------------------------
-def train_run(cfg) -> dict:
+def train_run(cfg, callbacks: Sequence = ()) -> dict:
     """Train one run into ``results_root/name`` (see module docstring); returns the summary dict.
+    ``callbacks``: more Lightning callbacks (e.g. ``train.progress.ProgressLines``).
 
     The run folder is locked for the whole call (``FolderLock``): a second process on the same
     name gets ``FolderLockedError`` naming the holder, or waits when ``lock_wait`` is set.
@@ -108,12 +110,12 @@ def train_run(cfg) -> dict:
     plan = plan_run(cfg)
     rdir = run_dir(plan["cfg"])
     if not _is_rank0():  # DDP children: rank 0 holds the lock for them
-        return _train_locked(plan, rdir)
+        return _train_locked(plan, rdir, callbacks)
     with FolderLock(rdir, wait=plan["cfg"].get("lock_wait", False), what="run folder"):
-        return _train_locked(plan, rdir)
+        return _train_locked(plan, rdir, callbacks)
 
 
-def _train_locked(plan: dict, rdir: Path) -> dict:
+def _train_locked(plan: dict, rdir: Path, extra_callbacks: Sequence = ()) -> dict:
     import lightning as L
     from lightning.pytorch.loggers import TensorBoardLogger
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -150,19 +152,20 @@ def _train_locked(plan: dict, rdir: Path) -> dict:
                             TRAIN_FLOPS_FACTOR * d["flops_per_token"], with_accuracy=getattr(task, "synthetic", False))
     bar = _progress_bar(tr.get("progress_bar", "auto"))
     saver = LastCheckpoint(ckpt_dir, int(tr["ckpt_every"]), steps, config_hash=d["config_hash"])
-    callbacks = [metrics, saver]
+    callbacks = [metrics, saver, *extra_callbacks]
     if bar:
         from lightning.pytorch.callbacks import TQDMProgressBar
 
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, steps // 200)))
     t0 = time.time()
-    with _quiet(not bar), signals.deferred_signals() as stop:
+    # no Lightning banners or model summary (its "FLOPs 0" contradicts our FLOP count)
+    with _quiet(True), signals.deferred_signals() as stop:
         trainer = L.Trainer(
             accelerator=tr.get("accelerator", "cpu"), devices=tr.get("devices", 1), num_nodes=int(tr.get("num_nodes") or 1),
             strategy=tr.get("strategy", "auto"), precision=str(c["precision"]), max_steps=steps, max_epochs=-1,
             gradient_clip_val=tr.get("gradient_clip_val"), callbacks=callbacks, enable_checkpointing=False,
             logger=TensorBoardLogger(save_dir=str(rdir), name="tb", version=""), enable_progress_bar=bar,
-            enable_model_summary=bar, use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0,
+            enable_model_summary=False, use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0,
             log_every_n_steps=int(c["log_every"]), default_root_dir=str(rdir),
         )
         try:
