@@ -130,7 +130,7 @@ def test_cli_name_outside_results_root_exits_2_and_writes_nothing(tmp_path):
 
 def test_two_compares_into_one_folder_do_not_mix(tmp_path):
     """Issue 15 #1 for ``eval compare``: the second is refused (exit 3, naming the first); the first is unharmed."""
-    cmd = [sys.executable, "-m", "eval", "compare", "compare=tiny", "compare.archs=[attention]", f"results_root={tmp_path}", "progress=false"]
+    cmd = [sys.executable, "-m", "eval", "compare", "compare=tiny", "compare.only=[attention]", f"results_root={tmp_path}", "progress=false"]
     a = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: _holder_pid(tmp_path / "tiny") == a.pid, a, what="the first compare's lock")
     a.send_signal(signal.SIGSTOP)
@@ -140,5 +140,7 @@ def test_two_compares_into_one_folder_do_not_mix(tmp_path):
         a.send_signal(signal.SIGCONT)
     assert b.returncode == 3 and f"compare folder {tmp_path / 'tiny'} is in use by pid {a.pid}" in b.stderr
     assert a.wait(timeout=600) == 0, a.stderr.read()[-2000:]
-    rows = read_metrics(tmp_path / "tiny" / "runs" / "mqar-attention" / "metrics.csv")
-    assert [r["step"] for r in rows] == [1, 2, 3]  # one run's rows, once
+    runs = sorted((tmp_path / "tiny" / "runs").glob("*-attention-*"))
+    assert runs and not list((tmp_path / "tiny" / "runs").glob("*-retnet-*"))
+    for run in runs:  # each run's rows, once
+        assert [r["step"] for r in read_metrics(run / "metrics.csv")] == [1, 2, 3], run.name
