@@ -48,7 +48,39 @@ def _masked_exp(diff: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return diff.masked_fill(~mask, float("-inf")).exp()
 
 
-def decayed_scores_autograd(x, gx, y, gy, diag) -> torch.Tensor:
+def _node_halves(t: torch.Tensor, G: int, n: int, half: int) -> torch.Tensor:
+    """(..., C, K) -> the ``half`` (0 left, 1 right) of every node of a tree level: (..., G, n, K), a view."""
+    return t.unflatten(-2, (G, 2, n)).select(-3, half)
+
+
+def _node_blocks(A: torch.Tensor, G: int, n: int) -> torch.Tensor:
+    """(..., C, C) -> the lower-left quarter (rows of the right half, columns of the left half) of every
+    node's 2n x 2n diagonal block at a tree level with G nodes: (..., G, n, n), a view."""
+    return (A.unflatten(-1, (G, 2, n)).unflatten(-4, (G, 2, n)).select(-2, 0).select(-4, 1)
+            .diagonal(dim1=-4, dim2=-2).movedim(-1, -3))
+
+
+def _check_pow2(C: int) -> None:
+    if C & (C - 1):
+        raise ValueError(f"decayed_scores: the chunk length must be a power of two, got {C}")
+
+
+def _tree_levels(x, gx, y, gy):
+    """Yield, for each level of the binary tree over the chunk (n = 1, 2, 4, ...: G = C / 2n nodes),
+    (G, n, e_x, e_y): the decay factors of the right-half rows, exp(gx_r - m) (..., R, G, n, K), and
+    of the left-half columns, exp(m - gy_l) (..., 1, G, n, K), with m = gy at the end of the left
+    half; both exponents are <= 0."""
+    C, n = x.shape[-2], 1
+    while n < C:
+        G = C // (2 * n)
+        gxr = _node_halves(gx, G, n, 1)  # (..., R, G, n, K): right halves of the rows
+        gyl = _node_halves(gy, G, n, 0)  # (..., G, n, K): left halves of the columns
+        m = gyl[..., -1:, :]  # (..., G, 1, K)
+        yield G, n, (gxr - m[..., None, :, :, :]).exp(), (m - gyl).exp()[..., None, :, :, :]
+        n *= 2
+
+
+def decayed_scores_autograd(x, gx, y, gy, diag, _saved=None) -> torch.Tensor:
     """X[r, s, t, u] = sum_c x[r]_t[c] exp(gx[r]_t[c] - gy_u[c]) y[s]_u[c] for u < t, diag[r] * x[r]_t . y[s]_t
     for u = t, 0 for u > t: decayed scores of R row sets against S column sets.
 
@@ -57,84 +89,69 @@ def decayed_scores_autograd(x, gx, y, gy, diag) -> torch.Tensor:
     non-increasing in time and gx_t <= gy_u for u < t (gx = gc, the cumulative log decay, or gc_{t-1};
     gy = gc). Returns (..., R, S, C, C). Built on a binary tree: at each node the block (right half x
     left half) is (x_r o exp(gx_r - m)) (y_l o exp(m - gy_l))^T with m = gy at the end of the left half.
-    Differentiated by autograd (``decayed_scores`` has a hand-written backward for the same function).
+    Differentiated by autograd (``decayed_scores`` has a hand-written backward for the same function;
+    it passes a list as ``_saved`` to keep each level's decay factors).
     """
     C = x.shape[-2]
-    if C & (C - 1):
-        raise ValueError(f"decayed_scores: the chunk length must be a power of two, got {C}")
-    A = torch.einsum("...rck,...sck->...rsc", x, y) * diag[:, None, None]  # (..., R, S, C): the 1 x 1 diagonal blocks
-    A = A[..., None, None]  # (..., R, S, C, 1, 1)
-    n = 1
-    while n < C:
-        G = C // (2 * n)  # merge pairs of n x n blocks into G blocks of 2n x 2n
-        halves = lambda t: t.unflatten(-2, (G, 2, n)).unbind(-3)  # 2 x (..., G, n, K)
-        xr, gxr = halves(x)[1], halves(gx)[1]  # (..., R, G, n, K): right halves of the rows
-        yl, gyl = halves(y)[0], halves(gy)[0]  # (..., S, G, n, K), (..., G, n, K): left halves of the columns
-        m = gyl[..., -1:, :]  # (..., G, 1, K)
-        xs = xr * (gxr - m[..., None, :, :, :]).exp()  # exponent <= 0
-        ys = yl * (m - gyl).exp()[..., None, :, :, :]  # exponent <= 0
-        off = torch.einsum("...rgik,...sgjk->...rsgij", xs, ys)  # (..., R, S, G, n, n)
-        left, right = A.unflatten(-3, (G, 2)).unbind(-3)  # (..., R, S, G, n, n)
-        A = torch.cat([torch.cat([left, torch.zeros_like(left)], -1), torch.cat([off, right], -1)], -2)  # (..., R, S, G, 2n, 2n)
-        n *= 2
-    return A[..., 0, :, :]
-
-
-def _node_halves(t: torch.Tensor, G: int, n: int, half: int) -> torch.Tensor:
-    """(..., C, K) -> the ``half`` (0 left, 1 right) of every node of a tree level: (..., G, n, K), a view."""
-    return t.unflatten(-2, (G, 2, n)).select(-3, half)
+    _check_pow2(C)
+    R, S = x.shape[-3], y.shape[-3]
+    batch = torch.broadcast_shapes(x.shape[:-3], y.shape[:-3], gy.shape[:-2])
+    A = torch.zeros(*batch, R, S, C, C, dtype=torch.promote_types(x.dtype, y.dtype), device=x.device)  # (..., R, S, C, C)
+    A.diagonal(dim1=-2, dim2=-1).copy_(torch.einsum("...rck,...sck->...rsc", x, y) * diag[:, None, None])  # the 1 x 1 diagonal blocks
+    for G, n, e_x, e_y in _tree_levels(x, gx, y, gy):
+        xs = _node_halves(x, G, n, 1) * e_x  # (..., R, G, n, K)
+        ys = _node_halves(y, G, n, 0) * e_y  # (..., S, G, n, K)
+        _node_blocks(A, G, n).copy_(torch.einsum("...rgik,...sgjk->...rsgij", xs, ys))  # (..., R, S, G, n, n)
+        if _saved is not None:
+            _saved.append((e_x, e_y))
+    return A
 
 
 class _DecayedScores(torch.autograd.Function):
-    """``decayed_scores_autograd`` with a hand-written backward: per tree level, the node blocks'
-    gradients are two einsums and a few products accumulated into the input gradients in place
-    (autograd's backward through the level-by-level concatenations costs ~3x the forward)."""
+    """``decayed_scores_autograd`` with a hand-written backward. Per tree level, the node blocks'
+    gradients wrt the decayed rows and columns are two einsums, accumulated into dx, dy in place (with
+    the decay factors kept from the forward). The decays need no pass of their own: off the diagonal a
+    score depends on x[r]_t and gx[r]_t only through x[r]_t o exp(gx[r]_t), and on y[s]_u, gy_u only
+    through y[s]_u o exp(-gy_u), so dgx = x o dx_off and dgy = -sum_s y[s] o dy_off[s] (the
+    references m cancel); the diagonal does not depend on the decays."""
 
     @staticmethod
     def forward(ctx, x, gx, y, gy, diag):
-        ctx.save_for_backward(x, gx, y, gy, diag)
-        return decayed_scores_autograd(x, gx, y, gy, diag)
+        saved = []
+        A = decayed_scores_autograd(x, gx, y, gy, diag, _saved=saved)
+        ctx.save_for_backward(x, y, diag, *(t for pair in saved for t in pair))
+        return A
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dA):
-        x, gx, y, gy, diag = ctx.saved_tensors
+        x, y, diag, *factors = ctx.saved_tensors
         C = x.shape[-2]
-        dD = dA.diagonal(dim1=-2, dim2=-1) * diag[:, None, None]  # (..., R, S, C)
-        dx = torch.einsum("...rsc,...sck->...rck", dD, y)
-        dy = torch.einsum("...rsc,...rck->...sck", dD, x)
-        dgx, dgy = torch.zeros_like(gx), torch.zeros_like(gy)
-        n = 1
+        dx, dy = torch.zeros_like(x), torch.zeros_like(y)
+        n, level = 1, 0
         while n < C:
             G = C // (2 * n)
-            xr, gxr = _node_halves(x, G, n, 1), _node_halves(gx, G, n, 1)  # (..., R, G, n, K)
-            yl, gyl = _node_halves(y, G, n, 0), _node_halves(gy, G, n, 0)  # (..., S, G, n, K), (..., G, n, K)
-            m = gyl[..., -1:, :]  # (..., G, 1, K)
-            e_x = (gxr - m[..., None, :, :, :]).exp()
-            e_y = (m - gyl).exp()[..., None, :, :, :]
-            xs, ys = xr * e_x, yl * e_y
+            e_x, e_y = factors[2 * level], factors[2 * level + 1]
+            xs, ys = _node_halves(x, G, n, 1) * e_x, _node_halves(y, G, n, 0) * e_y  # (..., R | S, G, n, K)
             # the gradient of each node's block: rows of the right half, columns of the left half
-            d_off = (dA.unflatten(-1, (G, 2, n)).unflatten(-4, (G, 2, n)).select(-2, 0).select(-4, 1)
-                     .diagonal(dim1=-4, dim2=-2).movedim(-1, -3))  # (..., R, S, G, n, n)
+            d_off = _node_blocks(dA, G, n)  # (..., R, S, G, n, n)
             d_xs = torch.einsum("...rsgij,...sgjk->...rgik", d_off, ys)  # (..., R, G, n, K)
             d_ys = torch.einsum("...rsgij,...rgik->...sgjk", d_off, xs)  # (..., S, G, n, K)
-            p_x, p_y = d_xs * xs, d_ys * ys  # d/d(exponent) of xs and ys
-            _node_halves(dx, G, n, 1).add_(d_xs * e_x)
-            _node_halves(dgx, G, n, 1).add_(p_x)
-            _node_halves(dy, G, n, 0).add_(d_ys * e_y)
-            dgy_l = _node_halves(dgy, G, n, 0)
-            dgy_l.sub_(p_y.sum(-4))
-            dgy_l[..., -1, :].add_(p_y.sum((-4, -2)) - p_x.sum((-4, -2)))  # through m = gy at the end of the left half
-            n *= 2
+            _node_halves(dx, G, n, 1).addcmul_(d_xs, e_x)
+            _node_halves(dy, G, n, 0).addcmul_(d_ys, e_y)
+            n, level = 2 * n, level + 1
+        dgx = x * dx  # (..., R, C, K)
+        dgy = -(y * dy).sum(-3)  # (..., C, K)
+        dD = dA.diagonal(dim1=-2, dim2=-1) * diag[:, None, None]  # (..., R, S, C)
+        dx.add_(torch.einsum("...rsc,...sck->...rck", dD, y))
+        dy.add_(torch.einsum("...rsc,...rck->...sck", dD, x))
         return dx, dgx, dy, dgy, None
 
 
 def decayed_scores(x, gx, y, gy, diag) -> torch.Tensor:
     """``decayed_scores_autograd`` (same contract; see its docstring) with a hand-written backward.
     Inputs must share their batch dims: x, gx (..., R, C, K), y (..., S, C, K), gy (..., C, K)."""
-    C = x.shape[-2]
-    if C & (C - 1):
-        raise ValueError(f"decayed_scores: the chunk length must be a power of two, got {C}")
+    _check_pow2(x.shape[-2])
     batch = gy.shape[:-2]
     if x.shape[:-3] != batch or y.shape[:-3] != batch or gx.shape != x.shape:
         return decayed_scores_autograd(x, gx, y, gy, diag)
