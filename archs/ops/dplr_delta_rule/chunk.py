@@ -48,16 +48,17 @@ def _masked_exp(diff: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return diff.masked_fill(~mask, float("-inf")).exp()
 
 
-def _node_halves(t: torch.Tensor, G: int, n: int, half: int) -> torch.Tensor:
-    """(..., C, K) -> the ``half`` (0 left, 1 right) of every node of a tree level: (..., G, n, K), a view."""
-    return t.unflatten(-2, (G, 2, n)).select(-3, half)
+def _node_rows(t: torch.Tensor, G: int, n: int, half: int) -> torch.Tensor:
+    """(..., C, R, K) -> the ``half`` (0 left, 1 right) of every node of a tree level with G nodes of
+    2n steps: (..., G, n, R, K), a view."""
+    return t.unflatten(-3, (G, 2, n)).select(-4, half)
 
 
 def _node_blocks(A: torch.Tensor, G: int, n: int) -> torch.Tensor:
-    """(..., C, C) -> the lower-left quarter (rows of the right half, columns of the left half) of every
-    node's 2n x 2n diagonal block at a tree level with G nodes: (..., G, n, n), a view."""
-    return (A.unflatten(-1, (G, 2, n)).unflatten(-4, (G, 2, n)).select(-2, 0).select(-4, 1)
-            .diagonal(dim1=-4, dim2=-2).movedim(-1, -3))
+    """(..., C, R, C, S) -> the lower-left quarter (rows of the right half, columns of the left half) of
+    every node's diagonal 2n x 2n block at a tree level with G nodes: (..., G, n, R, n, S), a view."""
+    A = A.unflatten(-2, (G, 2, n)).unflatten(-6, (G, 2, n))  # (..., G, 2, n, R, G, 2, n, S)
+    return A.select(-3, 0).select(-6, 1).diagonal(dim1=-6, dim2=-3).movedim(-1, -5)
 
 
 def _check_pow2(C: int) -> None:
@@ -65,18 +66,23 @@ def _check_pow2(C: int) -> None:
         raise ValueError(f"decayed_scores: the chunk length must be a power of two, got {C}")
 
 
-def _tree_levels(x, gx, y, gy):
+def _time_major(t: torch.Tensor) -> torch.Tensor:
+    """(..., R, C, K) -> (..., C, R, K) contiguous: a tree node's rows of all R sets are then one matrix."""
+    return t.transpose(-3, -2).contiguous()
+
+
+def _tree_levels(gx, gy):
     """Yield, for each level of the binary tree over the chunk (n = 1, 2, 4, ...: G = C / 2n nodes),
-    (G, n, e_x, e_y): the decay factors of the right-half rows, exp(gx_r - m) (..., R, G, n, K), and
-    of the left-half columns, exp(m - gy_l) (..., 1, G, n, K), with m = gy at the end of the left
-    half; both exponents are <= 0."""
-    C, n = x.shape[-2], 1
+    (G, n, e_x, e_y): the decay factors of the right-half rows, exp(gx_r - m) (..., G, n, R, K), and
+    of the left-half columns, exp(m - gy_l) (..., G, n, 1, K), with m = gy at the end of the left
+    half; both exponents are <= 0. gx: (..., C, R, K) time-major; gy: (..., C, K)."""
+    C, n = gy.shape[-2], 1
     while n < C:
         G = C // (2 * n)
-        gxr = _node_halves(gx, G, n, 1)  # (..., R, G, n, K): right halves of the rows
-        gyl = _node_halves(gy, G, n, 0)  # (..., G, n, K): left halves of the columns
+        gyl = gy.unflatten(-2, (G, 2, n)).select(-3, 0)  # (..., G, n, K): left halves of the columns
         m = gyl[..., -1:, :]  # (..., G, 1, K)
-        yield G, n, (gxr - m[..., None, :, :, :]).exp(), (m - gyl).exp()[..., None, :, :, :]
+        e_x = (_node_rows(gx, G, n, 1) - m[..., None, :]).exp()  # (..., G, n, R, K)
+        yield G, n, e_x, (m - gyl).exp()[..., None, :]
         n *= 2
 
 
@@ -87,8 +93,10 @@ def decayed_scores_autograd(x, gx, y, gy, diag, _saved=None) -> torch.Tensor:
     x, gx: (..., R, C, K); y: (..., S, C, K); gy: (..., C, K), shared by the columns; diag: (R,) 1 for
     rows with gx = gy (u <= t), 0 for strictly causal rows; C a power of two. Requires gy
     non-increasing in time and gx_t <= gy_u for u < t (gx = gc, the cumulative log decay, or gc_{t-1};
-    gy = gc). Returns (..., R, S, C, C). Built on a binary tree: at each node the block (right half x
-    left half) is (x_r o exp(gx_r - m)) (y_l o exp(m - gy_l))^T with m = gy at the end of the left half.
+    gy = gc). Returns (..., R, S, C, C) (a permuted view of a time-major (..., C, R, C, S) tensor).
+    Built on a binary tree: at each node the block (right half x left half) is
+    (x_r o exp(gx_r - m)) (y_l o exp(m - gy_l))^T with m = gy at the end of the left half; the rows of
+    all R sets (columns of all S sets) of a node are one matrix, so a level is one batched matmul.
     Differentiated by autograd (``decayed_scores`` has a hand-written backward for the same function;
     it passes a list as ``_saved`` to keep each level's decay factors).
     """
@@ -96,56 +104,66 @@ def decayed_scores_autograd(x, gx, y, gy, diag, _saved=None) -> torch.Tensor:
     _check_pow2(C)
     R, S = x.shape[-3], y.shape[-3]
     batch = torch.broadcast_shapes(x.shape[:-3], y.shape[:-3], gy.shape[:-2])
-    A = torch.zeros(*batch, R, S, C, C, dtype=torch.promote_types(x.dtype, y.dtype), device=x.device)  # (..., R, S, C, C)
-    A.diagonal(dim1=-2, dim2=-1).copy_(torch.einsum("...rck,...sck->...rsc", x, y) * diag[:, None, None])  # the 1 x 1 diagonal blocks
-    for G, n, e_x, e_y in _tree_levels(x, gx, y, gy):
-        xs = _node_halves(x, G, n, 1) * e_x  # (..., R, G, n, K)
-        ys = _node_halves(y, G, n, 0) * e_y  # (..., S, G, n, K)
-        _node_blocks(A, G, n).copy_(torch.einsum("...rgik,...sgjk->...rsgij", xs, ys))  # (..., R, S, G, n, n)
+    xt, gxt, yt = _time_major(x), _time_major(gx), _time_major(y)  # (..., C, R | S, K)
+    A = torch.zeros(*batch, C, R, C, S, dtype=torch.promote_types(x.dtype, y.dtype), device=x.device)  # (..., C, R, C, S)
+    A_diag = A.diagonal(dim1=-4, dim2=-2)  # (..., R, S, C): the 1 x 1 diagonal blocks
+    for s in range(S):  # (a batched matmul over (..., C) would be C tiny R x S products)
+        A_diag[..., s, :] = (xt * (yt[..., s, None, :] * diag[:, None])).sum(-1).transpose(-1, -2)
+    for G, n, e_x, e_y in _tree_levels(gxt, gy):
+        xs = (_node_rows(xt, G, n, 1) * e_x).flatten(-3, -2)  # (..., G, n R, K)
+        ys = (_node_rows(yt, G, n, 0) * e_y).flatten(-3, -2)  # (..., G, n S, K)
+        off = xs @ ys.transpose(-1, -2)  # (..., G, n R, n S)
+        _node_blocks(A, G, n).copy_(off.unflatten(-1, (n, S)).unflatten(-3, (n, R)))
         if _saved is not None:
             _saved.append((e_x, e_y))
-    return A
+    if _saved is not None:
+        _saved.append((xt, yt))
+    return A.permute(*range(A.dim() - 4), -3, -1, -4, -2)  # (..., R, S, C, C)
 
 
 class _DecayedScores(torch.autograd.Function):
     """``decayed_scores_autograd`` with a hand-written backward. Per tree level, the node blocks'
-    gradients wrt the decayed rows and columns are two einsums, accumulated into dx, dy in place (with
-    the decay factors kept from the forward). The decays need no pass of their own: off the diagonal a
-    score depends on x[r]_t and gx[r]_t only through x[r]_t o exp(gx[r]_t), and on y[s]_u, gy_u only
-    through y[s]_u o exp(-gy_u), so dgx = x o dx_off and dgy = -sum_s y[s] o dy_off[s] (the
+    gradients wrt the decayed rows and columns are two batched matmuls, accumulated into dx, dy in
+    place (with the decay factors kept from the forward). The decays need no pass of their own: off the
+    diagonal a score depends on x[r]_t and gx[r]_t only through x[r]_t o exp(gx[r]_t), and on y[s]_u,
+    gy_u only through y[s]_u o exp(-gy_u), so dgx = x o dx_off and dgy = -sum_s y[s] o dy_off[s] (the
     references m cancel); the diagonal does not depend on the decays."""
 
     @staticmethod
     def forward(ctx, x, gx, y, gy, diag):
         saved = []
         A = decayed_scores_autograd(x, gx, y, gy, diag, _saved=saved)
-        ctx.save_for_backward(x, y, diag, *(t for pair in saved for t in pair))
+        ctx.save_for_backward(diag, *(t for pair in saved for t in pair))
         return A
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dA):
-        x, y, diag, *factors = ctx.saved_tensors
-        C = x.shape[-2]
-        dx, dy = torch.zeros_like(x), torch.zeros_like(y)
+        diag, *factors, xt, yt = ctx.saved_tensors  # xt, yt (..., C, R | S, K): x and y time-major
+        C, R, S = xt.shape[-3], xt.shape[-2], yt.shape[-2]
+        dAt = dA.permute(*range(dA.dim() - 4), -2, -4, -1, -3).contiguous()  # (..., C, R, C, S)
+        dxt, dyt = torch.zeros_like(xt), torch.zeros_like(yt)
         n, level = 1, 0
         while n < C:
             G = C // (2 * n)
-            e_x, e_y = factors[2 * level], factors[2 * level + 1]
-            xs, ys = _node_halves(x, G, n, 1) * e_x, _node_halves(y, G, n, 0) * e_y  # (..., R | S, G, n, K)
+            e_x, e_y = factors[2 * level], factors[2 * level + 1]  # (..., G, n, R, K), (..., G, n, 1, K)
+            xs = _node_rows(xt, G, n, 1) * e_x  # (..., G, n, R, K)
+            ys = _node_rows(yt, G, n, 0) * e_y  # (..., G, n, S, K)
             # the gradient of each node's block: rows of the right half, columns of the left half
-            d_off = _node_blocks(dA, G, n)  # (..., R, S, G, n, n)
-            d_xs = torch.einsum("...rsgij,...sgjk->...rgik", d_off, ys)  # (..., R, G, n, K)
-            d_ys = torch.einsum("...rsgij,...rgik->...sgjk", d_off, xs)  # (..., S, G, n, K)
-            _node_halves(dx, G, n, 1).addcmul_(d_xs, e_x)
-            _node_halves(dy, G, n, 0).addcmul_(d_ys, e_y)
+            d_off = _node_blocks(dAt, G, n).reshape(*e_x.shape[:-3], n * R, n * S).contiguous()  # (..., G, n R, n S)
+            d_xs = d_off @ ys.flatten(-3, -2)  # (..., G, n R, K)
+            d_ys = d_off.transpose(-1, -2) @ xs.flatten(-3, -2)  # (..., G, n S, K)
+            _node_rows(dxt, G, n, 1).addcmul_(d_xs.unflatten(-2, (n, R)), e_x)
+            _node_rows(dyt, G, n, 0).addcmul_(d_ys.unflatten(-2, (n, S)), e_y)
             n, level = 2 * n, level + 1
-        dgx = x * dx  # (..., R, C, K)
-        dgy = -(y * dy).sum(-3)  # (..., C, K)
-        dD = dA.diagonal(dim1=-2, dim2=-1) * diag[:, None, None]  # (..., R, S, C)
-        dx.add_(torch.einsum("...rsc,...sck->...rck", dD, y))
-        dy.add_(torch.einsum("...rsc,...rck->...sck", dD, x))
-        return dx, dgx, dy, dgy, None
+        dgx = (xt * dxt).transpose(-3, -2)  # (..., R, C, K)
+        dgy = -(yt * dyt).sum(-2)  # (..., C, K)
+        dD = (dAt.diagonal(dim1=-4, dim2=-2) * diag[:, None, None]).movedim(-1, -3)[..., None]  # (..., C, R, S, 1)
+        for s in range(S):  # the diagonal blocks
+            dxt.addcmul_(dD[..., s, :], yt[..., s, None, :])
+        for r in range(R):
+            dyt.addcmul_(dD[..., r, :, :], xt[..., r, None, :])
+        return dxt.transpose(-3, -2), dgx, dyt.transpose(-3, -2), dgy, None
 
 
 def decayed_scores(x, gx, y, gy, diag) -> torch.Tensor:
