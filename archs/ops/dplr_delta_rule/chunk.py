@@ -198,17 +198,18 @@ def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, o
     A = decayed_scores(torch.stack([qc, ac], -3), torch.stack([gc, gp], -3), torch.stack([kc, bc], -3), gc, diag)  # (B, N, H, 2, 2, C, C)
     A_k, A_b = A.unbind(-3)  # (B, N, H, 2, C, C): rows (q, a) against the columns k, resp. b
     A_qb, A_ab = A_b.unbind(-3)  # (B, N, H, C, C)
-    AV = A_k @ vc[..., None, :, :]  # (B, N, H, 2, C, V): A_qk V and A_ak V in one matmul
+    AqkV, AakV = (A_k @ vc[..., None, :, :]).unbind(-3)  # (B, N, H, C, V): A_qk V and A_ak V in one matmul
     eye = torch.eye(C, dtype=cd, device=q.device)
-    rhs = torch.cat([ac * gp.exp(), AV[..., 1, :, :]], dim=-1)  # (B, N, H, C, K + V)
-    sol = torch.linalg.solve_triangular(eye - A_ab, rhs, upper=False, unitriangular=True)  # [W_S | W_0]: W = W_S S + W_0
-    Aqb_sol = A_qb @ sol  # (B, N, H, C, K + V): [A_qb W_S | A_qb W_0]
-    o_local = AV[..., 0, :, :] + Aqb_sol[..., K:]  # (B, N, H, C, V)
-    q_eff = qc * gc.exp() + Aqb_sol[..., :K]  # (B, N, H, C, K): O = o_local + q_eff S
+    # (I - A_ab)^{-1} against C identity columns, then one matmul: cheaper than solving against K + V columns
+    T_inv = torch.linalg.solve_triangular(eye - A_ab, eye.expand_as(A_ab), upper=False, unitriangular=True)  # (B, N, H, C, C)
+    sol = T_inv @ torch.cat([ac * gp.exp(), AakV], dim=-1)  # (B, N, H, C, K + V): [W_S | W_0], W = W_S S + W_0
+    Aqb_WS, Aqb_W0 = (A_qb @ sol).split([K, V], dim=-1)  # (B, N, H, C, K), (B, N, H, C, V) (split: no zero-filled slice gradients)
+    o_local = AqkV + Aqb_W0  # (B, N, H, C, V)
+    q_eff = qc * gc.exp() + Aqb_WS  # (B, N, H, C, K): O = o_local + q_eff S
     to_end = (gc[..., -1:, :] - gc).exp()  # (B, N, H, C, K): exp(gc_C - gc_s) <= 1
-    b_sol = (bc * to_end).transpose(-1, -2) @ sol  # (B, N, H, K, K + V): [b~^T W_S | b~^T W_0]
-    dS0 = (kc * to_end).transpose(-1, -2) @ vc + b_sol[..., K:]  # (B, N, H, K, V)
-    M = torch.diag_embed(gc[..., -1, :].exp()) + b_sol[..., :K]  # (B, N, H, K, K): S_next = M S + dS0
+    bt_WS, bt_W0 = ((bc * to_end).transpose(-1, -2) @ sol).split([K, V], dim=-1)  # (B, N, H, K, K), (B, N, H, K, V): b~^T W_S, b~^T W_0
+    dS0 = (kc * to_end).transpose(-1, -2) @ vc + bt_W0  # (B, N, H, K, V)
+    M = torch.diag_embed(gc[..., -1, :].exp()) + bt_WS  # (B, N, H, K, K): S_next = M S + dS0
 
     S_in, S = carry_state(M, dS0, initial_state_or_zeros(initial_state, (B, H, K, V), q, cd), output_final_state)
     o = scale * (o_local + q_eff @ S_in)
