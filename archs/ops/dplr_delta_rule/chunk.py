@@ -176,7 +176,7 @@ def decayed_scores(x, gx, y, gy, diag) -> torch.Tensor:
     return _DecayedScores.apply(x, gx, y, gy, diag)
 
 
-def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, output_final_state=False, chunk_size=64):
+def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, output_final_state=False, chunk_size=32):
     """Chunked ``dplr_delta_rule_ref`` (same contract; see its docstring) in pure PyTorch."""
     op = "chunk_dplr_delta_rule"
     B, T, H, K, V = check_dplr_args(op, q, k, v, a, b, gk, initial_state)
