@@ -86,26 +86,16 @@ def _tree_levels(gx, gy):
         n *= 2
 
 
-def decayed_scores_autograd(x, gx, y, gy, diag, _saved=None) -> torch.Tensor:
-    """X[r, s, t, u] = sum_c x[r]_t[c] exp(gx[r]_t[c] - gy_u[c]) y[s]_u[c] for u < t, diag[r] * x[r]_t . y[s]_t
-    for u = t, 0 for u > t: decayed scores of R row sets against S column sets.
-
-    x, gx: (..., R, C, K); y: (..., S, C, K); gy: (..., C, K), shared by the columns; diag: (R,) 1 for
-    rows with gx = gy (u <= t), 0 for strictly causal rows; C a power of two. Requires gy
-    non-increasing in time and gx_t <= gy_u for u < t (gx = gc, the cumulative log decay, or gc_{t-1};
-    gy = gc). Returns (..., R, S, C, C) (a permuted view of a time-major (..., C, R, C, S) tensor).
-    Built on a binary tree: at each node the block (right half x left half) is
-    (x_r o exp(gx_r - m)) (y_l o exp(m - gy_l))^T with m = gy at the end of the left half; the rows of
-    all R sets (columns of all S sets) of a node are one matrix, so a level is one batched matmul.
-    Differentiated by autograd (``decayed_scores`` has a hand-written backward for the same function;
-    it passes a list as ``_saved`` to keep each level's decay factors).
-    """
-    C = x.shape[-2]
+def _scores_time_major(xt, gxt, yt, gy, diag, _saved=None) -> torch.Tensor:
+    """The tree of ``decayed_scores_autograd`` on time-major inputs xt, gxt (..., C, R, K), yt (..., C, S, K),
+    gy (..., C, K) -> A (..., C, R, C, S). The rows of all R sets (columns of all S sets) of a node are
+    one matrix, so a level is one batched matmul. ``_saved`` (a list) receives each level's decay
+    factors (e_x, e_y), then (xt, yt)."""
+    C, R, S = xt.shape[-3], xt.shape[-2], yt.shape[-2]
     _check_pow2(C)
-    R, S = x.shape[-3], y.shape[-3]
-    batch = torch.broadcast_shapes(x.shape[:-3], y.shape[:-3], gy.shape[:-2])
-    xt, gxt, yt = _time_major(x), _time_major(gx), _time_major(y)  # (..., C, R | S, K)
-    A = torch.zeros(*batch, C, R, C, S, dtype=torch.promote_types(x.dtype, y.dtype), device=x.device)  # (..., C, R, C, S)
+    xt, gxt, yt = xt.contiguous(), gxt.contiguous(), yt.contiguous()
+    batch = torch.broadcast_shapes(xt.shape[:-3], yt.shape[:-3], gy.shape[:-2])
+    A = torch.zeros(*batch, C, R, C, S, dtype=torch.promote_types(xt.dtype, yt.dtype), device=xt.device)  # (..., C, R, C, S)
     A_diag = A.diagonal(dim1=-4, dim2=-2)  # (..., R, S, C): the 1 x 1 diagonal blocks
     for s in range(S):  # (a batched matmul over (..., C) would be C tiny R x S products)
         A_diag[..., s, :] = (xt * (yt[..., s, None, :] * diag[:, None])).sum(-1).transpose(-1, -2)
@@ -118,30 +108,50 @@ def decayed_scores_autograd(x, gx, y, gy, diag, _saved=None) -> torch.Tensor:
             _saved.append((e_x, e_y))
     if _saved is not None:
         _saved.append((xt, yt))
+    return A
+
+
+def decayed_scores_autograd(x, gx, y, gy, diag) -> torch.Tensor:
+    """X[r, s, t, u] = sum_c x[r]_t[c] exp(gx[r]_t[c] - gy_u[c]) y[s]_u[c] for u < t, diag[r] * x[r]_t . y[s]_t
+    for u = t, 0 for u > t: decayed scores of R row sets against S column sets.
+
+    x, gx: (..., R, C, K); y: (..., S, C, K); gy: (..., C, K), shared by the columns; diag: (R,) 1 for
+    rows with gx = gy (u <= t), 0 for strictly causal rows; C a power of two. Requires gy
+    non-increasing in time and gx_t <= gy_u for u < t (gx = gc, the cumulative log decay, or gc_{t-1};
+    gy = gc). Returns (..., R, S, C, C). Built on a binary tree: at each node the block (right half x
+    left half) is (x_r o exp(gx_r - m)) (y_l o exp(m - gy_l))^T with m = gy at the end of the left half.
+    Differentiated by autograd (``decayed_scores`` / ``decayed_score_blocks`` have a hand-written
+    backward for the same function).
+    """
+    A = _scores_time_major(x.transpose(-3, -2), gx.transpose(-3, -2), y.transpose(-3, -2), gy, diag)
     return A.permute(*range(A.dim() - 4), -3, -1, -4, -2)  # (..., R, S, C, C)
 
 
-class _DecayedScores(torch.autograd.Function):
-    """``decayed_scores_autograd`` with a hand-written backward. Per tree level, the node blocks'
-    gradients wrt the decayed rows and columns are two batched matmuls, accumulated into dx, dy in
-    place (with the decay factors kept from the forward). The decays need no pass of their own: off the
-    diagonal a score depends on x[r]_t and gx[r]_t only through x[r]_t o exp(gx[r]_t), and on y[s]_u,
-    gy_u only through y[s]_u o exp(-gy_u), so dgx = x o dx_off and dgy = -sum_s y[s] o dy_off[s] (the
-    references m cancel); the diagonal does not depend on the decays."""
+class _DecayedScoreBlocks(torch.autograd.Function):
+    """``_scores_time_major`` returning the R S score matrices as separate contiguous (..., C, C)
+    tensors, with a hand-written backward. Per tree level, the node blocks' gradients wrt the decayed
+    rows and columns are two batched matmuls, accumulated into dx, dy in place (with the decay factors
+    kept from the forward). The decays need no pass of their own: off the diagonal a score depends on
+    x[r]_t and gx[r]_t only through x[r]_t o exp(gx[r]_t), and on y[s]_u, gy_u only through
+    y[s]_u o exp(-gy_u), so dgx = x o dx_off and dgy = -sum_s y[s] o dy_off[s] (the references m
+    cancel); the diagonal does not depend on the decays."""
 
     @staticmethod
-    def forward(ctx, x, gx, y, gy, diag):
+    def forward(ctx, xt, gxt, yt, gy, diag):
         saved = []
-        A = decayed_scores_autograd(x, gx, y, gy, diag, _saved=saved)
+        A = _scores_time_major(xt, gxt, yt, gy, diag, _saved=saved)  # (..., C, R, C, S)
         ctx.save_for_backward(diag, *(t for pair in saved for t in pair))
-        return A
+        R, S = xt.shape[-2], yt.shape[-2]
+        return tuple(A[..., :, r, :, s].contiguous() for r in range(R) for s in range(S))
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dA):
+    def backward(ctx, *d_blocks):
         diag, *factors, xt, yt = ctx.saved_tensors  # xt, yt (..., C, R | S, K): x and y time-major
         C, R, S = xt.shape[-3], xt.shape[-2], yt.shape[-2]
-        dAt = dA.permute(*range(dA.dim() - 4), -2, -4, -1, -3).contiguous()  # (..., C, R, C, S)
+        dAt = xt.new_empty(*d_blocks[0].shape[:-2], C, R, C, S)  # (..., C, R, C, S)
+        for i, d in enumerate(d_blocks):
+            dAt[..., :, i // S, :, i % S] = 0.0 if d is None else d
         dxt, dyt = torch.zeros_like(xt), torch.zeros_like(yt)
         n, level = 1, 0
         while n < C:
@@ -156,14 +166,21 @@ class _DecayedScores(torch.autograd.Function):
             _node_rows(dxt, G, n, 1).addcmul_(d_xs.unflatten(-2, (n, R)), e_x)
             _node_rows(dyt, G, n, 0).addcmul_(d_ys.unflatten(-2, (n, S)), e_y)
             n, level = 2 * n, level + 1
-        dgx = (xt * dxt).transpose(-3, -2)  # (..., R, C, K)
+        dgxt = xt * dxt  # (..., C, R, K)
         dgy = -(yt * dyt).sum(-2)  # (..., C, K)
         dD = (dAt.diagonal(dim1=-4, dim2=-2) * diag[:, None, None]).movedim(-1, -3)[..., None]  # (..., C, R, S, 1)
         for s in range(S):  # the diagonal blocks
             dxt.addcmul_(dD[..., s, :], yt[..., s, None, :])
         for r in range(R):
             dyt.addcmul_(dD[..., r, :, :], xt[..., r, None, :])
-        return dxt.transpose(-3, -2), dgx, dyt.transpose(-3, -2), dgy, None
+        return dxt, dgxt, dyt, dgy, None
+
+
+def decayed_score_blocks(xt, gxt, yt, gy, diag) -> tuple[torch.Tensor, ...]:
+    """The scores of ``decayed_scores_autograd`` from time-major inputs, xt, gxt (..., C, R, K),
+    yt (..., C, S, K), gy (..., C, K) (shared batch dims), as R S contiguous (..., C, C) matrices in
+    the order (r, s) = (0, 0), (0, 1), ..., with a hand-written backward."""
+    return _DecayedScoreBlocks.apply(xt, gxt, yt, gy, diag)
 
 
 def decayed_scores(x, gx, y, gy, diag) -> torch.Tensor:
@@ -173,7 +190,8 @@ def decayed_scores(x, gx, y, gy, diag) -> torch.Tensor:
     batch = gy.shape[:-2]
     if x.shape[:-3] != batch or y.shape[:-3] != batch or gx.shape != x.shape:
         return decayed_scores_autograd(x, gx, y, gy, diag)
-    return _DecayedScores.apply(x, gx, y, gy, diag)
+    blocks = decayed_score_blocks(x.transpose(-3, -2), gx.transpose(-3, -2), y.transpose(-3, -2), gy, diag)
+    return torch.stack(blocks, -3).unflatten(-3, (x.shape[-3], y.shape[-3]))  # (..., R, S, C, C)
 
 
 def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, output_final_state=False, chunk_size=32):
@@ -195,10 +213,9 @@ def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, o
 
     # the four score matrices at once: rows (q with gc, u <= t; a with gc_{t-1}, u < t) x columns (k, b)
     diag = torch.tensor([1.0, 0.0], dtype=cd, device=q.device)
-    A = decayed_scores(torch.stack([qc, ac], -3), torch.stack([gc, gp], -3), torch.stack([kc, bc], -3), gc, diag)  # (B, N, H, 2, 2, C, C)
-    A_k, A_b = A.unbind(-3)  # (B, N, H, 2, C, C): rows (q, a) against the columns k, resp. b
-    A_qb, A_ab = A_b.unbind(-3)  # (B, N, H, C, C)
-    AqkV, AakV = (A_k @ vc[..., None, :, :]).unbind(-3)  # (B, N, H, C, V): A_qk V and A_ak V in one matmul
+    A_qk, A_qb, A_ak, A_ab = decayed_score_blocks(torch.stack([qc, ac], -2), torch.stack([gc, gp], -2),
+                                                  torch.stack([kc, bc], -2), gc, diag)  # 4 x (B, N, H, C, C)
+    AqkV, AakV = A_qk @ vc, A_ak @ vc  # (B, N, H, C, V)
     eye = torch.eye(C, dtype=cd, device=q.device)
     # (I - A_ab)^{-1} against C identity columns, then one matmul: cheaper than solving against K + V columns
     T_inv = torch.linalg.solve_triangular(eye - A_ab, eye.expand_as(A_ab), upper=False, unitriangular=True)  # (B, N, H, C, C)
