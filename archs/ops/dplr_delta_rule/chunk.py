@@ -24,6 +24,8 @@ the left half): exp(G_t - r) * exp(r - gc_s), both factors <= 1, so each node's 
 matmul of decayed rows and columns and no (C, C, K) tensor is ever formed. Strong decays underflow
 to 0 and every value and gradient stays finite. Backward is autograd, except for the
 score tree, whose backward is written out per level (``decayed_scores``; tested against autograd).
+The triangular system is solved once against the C identity columns ((I - A_ab)^{-1}, then one
+matmul with [a o exp(gc_{t-1}) | A_ak V]): a solve against K + V columns and its backward cost more.
 """
 from __future__ import annotations
 
