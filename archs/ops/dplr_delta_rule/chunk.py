@@ -88,6 +88,11 @@ def _tree_levels(gx, gy):
         n *= 2
 
 
+def _pair_products(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """xs (..., R, K), ys (..., S, K) -> xs @ ys^T (..., R, S) elementwise (for the tiny 1 x 1 node blocks)."""
+    return (xs[..., :, None, :] * ys[..., None, :, :]).sum(-1)
+
+
 def _scores_time_major(xt, gxt, yt, gy, diag, _saved=None) -> torch.Tensor:
     """The tree of ``decayed_scores_autograd`` on time-major inputs xt, gxt (..., C, R, K), yt (..., C, S, K),
     gy (..., C, K) -> A (..., C, R, C, S). The rows of all R sets (columns of all S sets) of a node are
@@ -104,7 +109,7 @@ def _scores_time_major(xt, gxt, yt, gy, diag, _saved=None) -> torch.Tensor:
     for G, n, e_x, e_y in _tree_levels(gxt, gy):
         xs = (_node_rows(xt, G, n, 1) * e_x).flatten(-3, -2)  # (..., G, n R, K)
         ys = (_node_rows(yt, G, n, 0) * e_y).flatten(-3, -2)  # (..., G, n S, K)
-        off = xs @ ys.transpose(-1, -2)  # (..., G, n R, n S)
+        off = _pair_products(xs, ys) if n == 1 else xs @ ys.transpose(-1, -2)  # (..., G, n R, n S)
         _node_blocks(A, G, n).copy_(off.unflatten(-1, (n, S)).unflatten(-3, (n, R)))
         if _saved is not None:
             _saved.append((e_x, e_y))
@@ -163,8 +168,12 @@ class _DecayedScoreBlocks(torch.autograd.Function):
             ys = _node_rows(yt, G, n, 0) * e_y  # (..., G, n, S, K)
             # the gradient of each node's block: rows of the right half, columns of the left half
             d_off = _node_blocks(dAt, G, n).reshape(*e_x.shape[:-3], n * R, n * S).contiguous()  # (..., G, n R, n S)
-            d_xs = d_off @ ys.flatten(-3, -2)  # (..., G, n R, K)
-            d_ys = d_off.transpose(-1, -2) @ xs.flatten(-3, -2)  # (..., G, n S, K)
+            if n == 1:  # R x S blocks: elementwise beats G batched tiny matmuls
+                d_xs = (d_off[..., None] * ys).sum(-2)  # (..., G, R, K)
+                d_ys = (d_off[..., None] * xs.transpose(-2, -3)).sum(-3)  # (..., G, S, K)
+            else:
+                d_xs = d_off @ ys.flatten(-3, -2)  # (..., G, n R, K)
+                d_ys = d_off.transpose(-1, -2) @ xs.flatten(-3, -2)  # (..., G, n S, K)
             _node_rows(dxt, G, n, 1).addcmul_(d_xs.unflatten(-2, (n, R)), e_x)
             _node_rows(dyt, G, n, 0).addcmul_(d_ys.unflatten(-2, (n, S)), e_y)
             n, level = 2 * n, level + 1
