@@ -45,11 +45,6 @@ from .._common import (
 )
 from .ref import check_dplr_args
 
-def _masked_exp(diff: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """exp(diff) where mask, 0 elsewhere (the masked-out entries are never exponentiated)."""
-    return diff.masked_fill(~mask, float("-inf")).exp()
-
-
 def _node_rows(t: torch.Tensor, G: int, n: int, half: int) -> torch.Tensor:
     """(..., C, R, K) -> the ``half`` (0 left, 1 right) of every node of a tree level with G nodes of
     2n steps: (..., G, n, R, K), a view."""
@@ -66,11 +61,6 @@ def _node_blocks(A: torch.Tensor, G: int, n: int) -> torch.Tensor:
 def _check_pow2(C: int) -> None:
     if C & (C - 1):
         raise ValueError(f"decayed_scores: the chunk length must be a power of two, got {C}")
-
-
-def _time_major(t: torch.Tensor) -> torch.Tensor:
-    """(..., R, C, K) -> (..., C, R, K) contiguous: a tree node's rows of all R sets are then one matrix."""
-    return t.transpose(-3, -2).contiguous()
 
 
 def _tree_levels(gx, gy):
