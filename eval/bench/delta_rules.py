@@ -2,7 +2,7 @@
 
 Rows (one table, same keys), shapes q, k (B=1, L, H=4, K=64), v (B, L, H, V=64), fp32, CPU/GPU:
   bench="fwd" / "fwd+bwd", op="gated_delta_rule" | "dplr_delta_rule", base_ms = ``<op>_ref`` (a Python
-  loop over L), ms = ``chunk_<op>`` (chunk 64), ratio = base_ms / ms (speedup of the chunked form;
+  loop over L), ms = ``chunk_<op>`` (its default chunk: 64 gated, 32 dplr), ratio = base_ms / ms (speedup of the chunked form;
   the issue's target is >= 20x for fwd+bwd at L = 2048). The two are timed alternately (median of
   ``repeats`` each), so both see the same load on a busy machine.
 Inputs as the mixers feed them: L2-normalised keys, beta / in-context rates in (0, 1), log decays in

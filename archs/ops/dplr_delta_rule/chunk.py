@@ -24,6 +24,8 @@ the left half): exp(G_t - r) * exp(r - gc_s), both factors <= 1, so each node's 
 matmul of decayed rows and columns and no (C, C, K) tensor is ever formed. Strong decays underflow
 to 0 and every value and gradient stays finite. Backward is autograd, except for the
 score tree, whose backward is written out per level (``decayed_scores``; tested against autograd).
+The triangular system is solved once against the C identity columns ((I - A_ab)^{-1}, then one
+matmul with [a o exp(gc_{t-1}) | A_ak V]): a solve against K + V columns and its backward cost more.
 """
 from __future__ import annotations
 
@@ -43,9 +45,67 @@ from .._common import (
 )
 from .ref import check_dplr_args
 
-def _masked_exp(diff: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """exp(diff) where mask, 0 elsewhere (the masked-out entries are never exponentiated)."""
-    return diff.masked_fill(~mask, float("-inf")).exp()
+def _node_rows(t: torch.Tensor, G: int, n: int, half: int) -> torch.Tensor:
+    """(..., C, R, K) -> the ``half`` (0 left, 1 right) of every node of a tree level with G nodes of
+    2n steps: (..., G, n, R, K), a view."""
+    return t.unflatten(-3, (G, 2, n)).select(-4, half)
+
+
+def _node_blocks(A: torch.Tensor, G: int, n: int) -> torch.Tensor:
+    """(..., C, R, C, S) -> the lower-left quarter (rows of the right half, columns of the left half) of
+    every node's diagonal 2n x 2n block at a tree level with G nodes: (..., G, n, R, n, S), a view."""
+    A = A.unflatten(-2, (G, 2, n)).unflatten(-6, (G, 2, n))  # (..., G, 2, n, R, G, 2, n, S)
+    return A.select(-3, 0).select(-6, 1).diagonal(dim1=-6, dim2=-3).movedim(-1, -5)
+
+
+def _check_pow2(C: int) -> None:
+    if C & (C - 1):
+        raise ValueError(f"decayed_scores: the chunk length must be a power of two, got {C}")
+
+
+def _tree_levels(gx, gy):
+    """Yield, for each level of the binary tree over the chunk (n = 1, 2, 4, ...: G = C / 2n nodes),
+    (G, n, e_x, e_y): the decay factors of the right-half rows, exp(gx_r - m) (..., G, n, R, K), and
+    of the left-half columns, exp(m - gy_l) (..., G, n, 1, K), with m = gy at the end of the left
+    half; both exponents are <= 0. gx: (..., C, R, K) time-major; gy: (..., C, K)."""
+    C, n = gy.shape[-2], 1
+    while n < C:
+        G = C // (2 * n)
+        gyl = gy.unflatten(-2, (G, 2, n)).select(-3, 0)  # (..., G, n, K): left halves of the columns
+        m = gyl[..., -1:, :]  # (..., G, 1, K)
+        e_x = (_node_rows(gx, G, n, 1) - m[..., None, :]).exp()  # (..., G, n, R, K)
+        yield G, n, e_x, (m - gyl).exp()[..., None, :]
+        n *= 2
+
+
+def _pair_products(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """xs (..., R, K), ys (..., S, K) -> xs @ ys^T (..., R, S) elementwise (for the tiny 1 x 1 node blocks)."""
+    return (xs[..., :, None, :] * ys[..., None, :, :]).sum(-1)
+
+
+def _scores_time_major(xt, gxt, yt, gy, diag, _saved=None) -> torch.Tensor:
+    """The tree of ``decayed_scores_autograd`` on time-major inputs xt, gxt (..., C, R, K), yt (..., C, S, K),
+    gy (..., C, K) -> A (..., C, R, C, S). The rows of all R sets (columns of all S sets) of a node are
+    one matrix, so a level is one batched matmul. ``_saved`` (a list) receives each level's decay
+    factors (e_x, e_y), then (xt, yt)."""
+    C, R, S = xt.shape[-3], xt.shape[-2], yt.shape[-2]
+    _check_pow2(C)
+    xt, gxt, yt = xt.contiguous(), gxt.contiguous(), yt.contiguous()
+    batch = torch.broadcast_shapes(xt.shape[:-3], yt.shape[:-3], gy.shape[:-2])
+    A = torch.zeros(*batch, C, R, C, S, dtype=torch.promote_types(xt.dtype, yt.dtype), device=xt.device)  # (..., C, R, C, S)
+    A_diag = A.diagonal(dim1=-4, dim2=-2)  # (..., R, S, C): the 1 x 1 diagonal blocks
+    for s in range(S):  # (a batched matmul over (..., C) would be C tiny R x S products)
+        A_diag[..., s, :] = (xt * (yt[..., s, None, :] * diag[:, None])).sum(-1).transpose(-1, -2)
+    for G, n, e_x, e_y in _tree_levels(gxt, gy):
+        xs = (_node_rows(xt, G, n, 1) * e_x).flatten(-3, -2)  # (..., G, n R, K)
+        ys = (_node_rows(yt, G, n, 0) * e_y).flatten(-3, -2)  # (..., G, n S, K)
+        off = _pair_products(xs, ys) if n == 1 else xs @ ys.transpose(-1, -2)  # (..., G, n R, n S)
+        _node_blocks(A, G, n).copy_(off.unflatten(-1, (n, S)).unflatten(-3, (n, R)))
+        if _saved is not None:
+            _saved.append((e_x, e_y))
+    if _saved is not None:
+        _saved.append((xt, yt))
+    return A
 
 
 def decayed_scores_autograd(x, gx, y, gy, diag) -> torch.Tensor:
@@ -57,91 +117,85 @@ def decayed_scores_autograd(x, gx, y, gy, diag) -> torch.Tensor:
     non-increasing in time and gx_t <= gy_u for u < t (gx = gc, the cumulative log decay, or gc_{t-1};
     gy = gc). Returns (..., R, S, C, C). Built on a binary tree: at each node the block (right half x
     left half) is (x_r o exp(gx_r - m)) (y_l o exp(m - gy_l))^T with m = gy at the end of the left half.
-    Differentiated by autograd (``decayed_scores`` has a hand-written backward for the same function).
+    Differentiated by autograd (``decayed_scores`` / ``decayed_score_blocks`` have a hand-written
+    backward for the same function).
     """
-    C = x.shape[-2]
-    if C & (C - 1):
-        raise ValueError(f"decayed_scores: the chunk length must be a power of two, got {C}")
-    A = torch.einsum("...rck,...sck->...rsc", x, y) * diag[:, None, None]  # (..., R, S, C): the 1 x 1 diagonal blocks
-    A = A[..., None, None]  # (..., R, S, C, 1, 1)
-    n = 1
-    while n < C:
-        G = C // (2 * n)  # merge pairs of n x n blocks into G blocks of 2n x 2n
-        halves = lambda t: t.unflatten(-2, (G, 2, n)).unbind(-3)  # 2 x (..., G, n, K)
-        xr, gxr = halves(x)[1], halves(gx)[1]  # (..., R, G, n, K): right halves of the rows
-        yl, gyl = halves(y)[0], halves(gy)[0]  # (..., S, G, n, K), (..., G, n, K): left halves of the columns
-        m = gyl[..., -1:, :]  # (..., G, 1, K)
-        xs = xr * (gxr - m[..., None, :, :, :]).exp()  # exponent <= 0
-        ys = yl * (m - gyl).exp()[..., None, :, :, :]  # exponent <= 0
-        off = torch.einsum("...rgik,...sgjk->...rsgij", xs, ys)  # (..., R, S, G, n, n)
-        left, right = A.unflatten(-3, (G, 2)).unbind(-3)  # (..., R, S, G, n, n)
-        A = torch.cat([torch.cat([left, torch.zeros_like(left)], -1), torch.cat([off, right], -1)], -2)  # (..., R, S, G, 2n, 2n)
-        n *= 2
-    return A[..., 0, :, :]
+    A = _scores_time_major(x.transpose(-3, -2), gx.transpose(-3, -2), y.transpose(-3, -2), gy, diag)
+    return A.permute(*range(A.dim() - 4), -3, -1, -4, -2)  # (..., R, S, C, C)
 
 
-def _node_halves(t: torch.Tensor, G: int, n: int, half: int) -> torch.Tensor:
-    """(..., C, K) -> the ``half`` (0 left, 1 right) of every node of a tree level: (..., G, n, K), a view."""
-    return t.unflatten(-2, (G, 2, n)).select(-3, half)
-
-
-class _DecayedScores(torch.autograd.Function):
-    """``decayed_scores_autograd`` with a hand-written backward: per tree level, the node blocks'
-    gradients are two einsums and a few products accumulated into the input gradients in place
-    (autograd's backward through the level-by-level concatenations costs ~3x the forward)."""
+class _DecayedScoreBlocks(torch.autograd.Function):
+    """``_scores_time_major`` returning the R S score matrices as separate contiguous (..., C, C)
+    tensors, with a hand-written backward. Per tree level, the node blocks' gradients wrt the decayed
+    rows and columns are two batched matmuls, accumulated into dx, dy in place (with the decay factors
+    kept from the forward). The decays need no pass of their own: off the diagonal a score depends on
+    x[r]_t and gx[r]_t only through x[r]_t o exp(gx[r]_t), and on y[s]_u, gy_u only through
+    y[s]_u o exp(-gy_u), so dgx = x o dx_off and dgy = -sum_s y[s] o dy_off[s] (the references m
+    cancel); the diagonal does not depend on the decays."""
 
     @staticmethod
-    def forward(ctx, x, gx, y, gy, diag):
-        ctx.save_for_backward(x, gx, y, gy, diag)
-        return decayed_scores_autograd(x, gx, y, gy, diag)
+    def forward(ctx, xt, gxt, yt, gy, diag):
+        saved = []
+        A = _scores_time_major(xt, gxt, yt, gy, diag, _saved=saved)  # (..., C, R, C, S)
+        ctx.save_for_backward(diag, *(t for pair in saved for t in pair))
+        R, S = xt.shape[-2], yt.shape[-2]
+        return tuple(A[..., :, r, :, s].contiguous() for r in range(R) for s in range(S))
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dA):
-        x, gx, y, gy, diag = ctx.saved_tensors
-        C = x.shape[-2]
-        dD = dA.diagonal(dim1=-2, dim2=-1) * diag[:, None, None]  # (..., R, S, C)
-        dx = torch.einsum("...rsc,...sck->...rck", dD, y)
-        dy = torch.einsum("...rsc,...rck->...sck", dD, x)
-        dgx, dgy = torch.zeros_like(gx), torch.zeros_like(gy)
-        n = 1
+    def backward(ctx, *d_blocks):
+        diag, *factors, xt, yt = ctx.saved_tensors  # xt, yt (..., C, R | S, K): x and y time-major
+        C, R, S = xt.shape[-3], xt.shape[-2], yt.shape[-2]
+        dAt = xt.new_empty(*d_blocks[0].shape[:-2], C, R, C, S)  # (..., C, R, C, S)
+        for i, d in enumerate(d_blocks):
+            dAt[..., :, i // S, :, i % S] = 0.0 if d is None else d
+        dxt, dyt = torch.zeros_like(xt), torch.zeros_like(yt)
+        n, level = 1, 0
         while n < C:
             G = C // (2 * n)
-            xr, gxr = _node_halves(x, G, n, 1), _node_halves(gx, G, n, 1)  # (..., R, G, n, K)
-            yl, gyl = _node_halves(y, G, n, 0), _node_halves(gy, G, n, 0)  # (..., S, G, n, K), (..., G, n, K)
-            m = gyl[..., -1:, :]  # (..., G, 1, K)
-            e_x = (gxr - m[..., None, :, :, :]).exp()
-            e_y = (m - gyl).exp()[..., None, :, :, :]
-            xs, ys = xr * e_x, yl * e_y
+            e_x, e_y = factors[2 * level], factors[2 * level + 1]  # (..., G, n, R, K), (..., G, n, 1, K)
+            xs = _node_rows(xt, G, n, 1) * e_x  # (..., G, n, R, K)
+            ys = _node_rows(yt, G, n, 0) * e_y  # (..., G, n, S, K)
             # the gradient of each node's block: rows of the right half, columns of the left half
-            d_off = (dA.unflatten(-1, (G, 2, n)).unflatten(-4, (G, 2, n)).select(-2, 0).select(-4, 1)
-                     .diagonal(dim1=-4, dim2=-2).movedim(-1, -3))  # (..., R, S, G, n, n)
-            d_xs = torch.einsum("...rsgij,...sgjk->...rgik", d_off, ys)  # (..., R, G, n, K)
-            d_ys = torch.einsum("...rsgij,...rgik->...sgjk", d_off, xs)  # (..., S, G, n, K)
-            p_x, p_y = d_xs * xs, d_ys * ys  # d/d(exponent) of xs and ys
-            _node_halves(dx, G, n, 1).add_(d_xs * e_x)
-            _node_halves(dgx, G, n, 1).add_(p_x)
-            _node_halves(dy, G, n, 0).add_(d_ys * e_y)
-            dgy_l = _node_halves(dgy, G, n, 0)
-            dgy_l.sub_(p_y.sum(-4))
-            dgy_l[..., -1, :].add_(p_y.sum((-4, -2)) - p_x.sum((-4, -2)))  # through m = gy at the end of the left half
-            n *= 2
-        return dx, dgx, dy, dgy, None
+            d_off = _node_blocks(dAt, G, n).reshape(*e_x.shape[:-3], n * R, n * S).contiguous()  # (..., G, n R, n S)
+            if n == 1:  # R x S blocks: elementwise beats G batched tiny matmuls
+                d_xs = (d_off[..., None] * ys).sum(-2)  # (..., G, R, K)
+                d_ys = (d_off[..., None] * xs.transpose(-2, -3)).sum(-3)  # (..., G, S, K)
+            else:
+                d_xs = d_off @ ys.flatten(-3, -2)  # (..., G, n R, K)
+                d_ys = d_off.transpose(-1, -2) @ xs.flatten(-3, -2)  # (..., G, n S, K)
+            _node_rows(dxt, G, n, 1).addcmul_(d_xs.unflatten(-2, (n, R)), e_x)
+            _node_rows(dyt, G, n, 0).addcmul_(d_ys.unflatten(-2, (n, S)), e_y)
+            n, level = 2 * n, level + 1
+        dgxt = xt * dxt  # (..., C, R, K)
+        dgy = -(yt * dyt).sum(-2)  # (..., C, K)
+        dD = (dAt.diagonal(dim1=-4, dim2=-2) * diag[:, None, None]).movedim(-1, -3)[..., None]  # (..., C, R, S, 1)
+        for s in range(S):  # the diagonal blocks
+            dxt.addcmul_(dD[..., s, :], yt[..., s, None, :])
+        for r in range(R):
+            dyt.addcmul_(dD[..., r, :, :], xt[..., r, None, :])
+        return dxt, dgxt, dyt, dgy, None
+
+
+def decayed_score_blocks(xt, gxt, yt, gy, diag) -> tuple[torch.Tensor, ...]:
+    """The scores of ``decayed_scores_autograd`` from time-major inputs, xt, gxt (..., C, R, K),
+    yt (..., C, S, K), gy (..., C, K) (shared batch dims), as R S contiguous (..., C, C) matrices in
+    the order (r, s) = (0, 0), (0, 1), ..., with a hand-written backward."""
+    return _DecayedScoreBlocks.apply(xt, gxt, yt, gy, diag)
 
 
 def decayed_scores(x, gx, y, gy, diag) -> torch.Tensor:
     """``decayed_scores_autograd`` (same contract; see its docstring) with a hand-written backward.
     Inputs must share their batch dims: x, gx (..., R, C, K), y (..., S, C, K), gy (..., C, K)."""
-    C = x.shape[-2]
-    if C & (C - 1):
-        raise ValueError(f"decayed_scores: the chunk length must be a power of two, got {C}")
+    _check_pow2(x.shape[-2])
     batch = gy.shape[:-2]
     if x.shape[:-3] != batch or y.shape[:-3] != batch or gx.shape != x.shape:
         return decayed_scores_autograd(x, gx, y, gy, diag)
-    return _DecayedScores.apply(x, gx, y, gy, diag)
+    blocks = decayed_score_blocks(x.transpose(-3, -2), gx.transpose(-3, -2), y.transpose(-3, -2), gy, diag)
+    return torch.stack(blocks, -3).unflatten(-3, (x.shape[-3], y.shape[-3]))  # (..., R, S, C, C)
 
 
-def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, output_final_state=False, chunk_size=64):
+def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, output_final_state=False, chunk_size=32):
     """Chunked ``dplr_delta_rule_ref`` (same contract; see its docstring) in pure PyTorch."""
     op = "chunk_dplr_delta_rule"
     B, T, H, K, V = check_dplr_args(op, q, k, v, a, b, gk, initial_state)
@@ -160,20 +214,20 @@ def dplr_delta_rule_chunked(q, k, v, a, b, gk, scale=None, initial_state=None, o
 
     # the four score matrices at once: rows (q with gc, u <= t; a with gc_{t-1}, u < t) x columns (k, b)
     diag = torch.tensor([1.0, 0.0], dtype=cd, device=q.device)
-    A = decayed_scores(torch.stack([qc, ac], -3), torch.stack([gc, gp], -3), torch.stack([kc, bc], -3), gc, diag)  # (B, N, H, 2, 2, C, C)
-    A_k, A_b = A.unbind(-3)  # (B, N, H, 2, C, C): rows (q, a) against the columns k, resp. b
-    A_qb, A_ab = A_b.unbind(-3)  # (B, N, H, C, C)
-    AV = A_k @ vc[..., None, :, :]  # (B, N, H, 2, C, V): A_qk V and A_ak V in one matmul
+    A_qk, A_qb, A_ak, A_ab = decayed_score_blocks(torch.stack([qc, ac], -2), torch.stack([gc, gp], -2),
+                                                  torch.stack([kc, bc], -2), gc, diag)  # 4 x (B, N, H, C, C)
+    AqkV, AakV = A_qk @ vc, A_ak @ vc  # (B, N, H, C, V)
     eye = torch.eye(C, dtype=cd, device=q.device)
-    rhs = torch.cat([ac * gp.exp(), AV[..., 1, :, :]], dim=-1)  # (B, N, H, C, K + V)
-    sol = torch.linalg.solve_triangular(eye - A_ab, rhs, upper=False, unitriangular=True)  # [W_S | W_0]: W = W_S S + W_0
-    Aqb_sol = A_qb @ sol  # (B, N, H, C, K + V): [A_qb W_S | A_qb W_0]
-    o_local = AV[..., 0, :, :] + Aqb_sol[..., K:]  # (B, N, H, C, V)
-    q_eff = qc * gc.exp() + Aqb_sol[..., :K]  # (B, N, H, C, K): O = o_local + q_eff S
+    # (I - A_ab)^{-1} against C identity columns, then one matmul: cheaper than solving against K + V columns
+    T_inv = torch.linalg.solve_triangular(eye - A_ab, eye.expand_as(A_ab), upper=False, unitriangular=True)  # (B, N, H, C, C)
+    sol = T_inv @ torch.cat([ac * gp.exp(), AakV], dim=-1)  # (B, N, H, C, K + V): [W_S | W_0], W = W_S S + W_0
+    Aqb_WS, Aqb_W0 = (A_qb @ sol).split([K, V], dim=-1)  # (B, N, H, C, K), (B, N, H, C, V) (split: no zero-filled slice gradients)
+    o_local = AqkV + Aqb_W0  # (B, N, H, C, V)
+    q_eff = qc * gc.exp() + Aqb_WS  # (B, N, H, C, K): O = o_local + q_eff S
     to_end = (gc[..., -1:, :] - gc).exp()  # (B, N, H, C, K): exp(gc_C - gc_s) <= 1
-    b_sol = (bc * to_end).transpose(-1, -2) @ sol  # (B, N, H, K, K + V): [b~^T W_S | b~^T W_0]
-    dS0 = (kc * to_end).transpose(-1, -2) @ vc + b_sol[..., K:]  # (B, N, H, K, V)
-    M = torch.diag_embed(gc[..., -1, :].exp()) + b_sol[..., :K]  # (B, N, H, K, K): S_next = M S + dS0
+    bt_WS, bt_W0 = ((bc * to_end).transpose(-1, -2) @ sol).split([K, V], dim=-1)  # (B, N, H, K, K), (B, N, H, K, V): b~^T W_S, b~^T W_0
+    dS0 = (kc * to_end).transpose(-1, -2) @ vc + bt_W0  # (B, N, H, K, V)
+    M = torch.diag_embed(gc[..., -1, :].exp()) + bt_WS  # (B, N, H, K, K): S_next = M S + dS0
 
     S_in, S = carry_state(M, dS0, initial_state_or_zeros(initial_state, (B, H, K, V), q, cd), output_final_state)
     o = scale * (o_local + q_eff @ S_in)
