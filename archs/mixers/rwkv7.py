@@ -88,7 +88,7 @@ class RWKV7(Mixer):
                      "heads2": {"n_heads": 2}}
 
     def __init__(self, d_model: int, n_heads: int | None = None, decay_rank: int = 32, a_rank: int = 32, gate_rank: int = 32,
-                 norm_eps: float = 1e-5, chunk_size: int = 64):
+                 norm_eps: float = 1e-5, chunk_size: int = 32):
         super().__init__(d_model)
         n_heads = n_heads or max(1, d_model // 64)
         check_divisible("rwkv7", "d_model", d_model, "n_heads", n_heads)
@@ -201,11 +201,12 @@ class RWKV7(Mixer):
         return proj + lora + bonus + self.n_heads * dplr_delta_rule_flops(seq_len, self.head_dim, self.head_dim, self.chunk_size)
 
 
-def dplr_delta_rule_flops(seq_len: int, K: int, V: int, chunk: int = 64) -> float:
+def dplr_delta_rule_flops(seq_len: int, K: int, V: int, chunk: int = 32) -> float:
     """Matmul FLOPs per token and head of ``chunk_dplr_delta_rule``'s chunked form (c = chunk length,
     rounded up to a power of two): the four decayed score matrices on the binary tree (8 K on the
     diagonal + 4 (c - 1) K off it), A_ak V, A_qk V, A_qb W_0 (2 c V each), A_qb W_S (2 c K), the
-    triangular solve (c (K + V)), the read of the carried state and the chunk's own state terms
+    inverse of the unit-triangular (I - A_ab) against its c identity columns (c^2 / 3) and its product
+    with the K + V right-hand sides (2 c (K + V)), the read of the carried state and the chunk's own state terms
     (6 K V), the state transition (2 K^2) and the state update over chunks (2 K^2 V / c)."""
     c = 1 << (min(chunk, max(1, seq_len)) - 1).bit_length()
-    return 8.0 * K + 4.0 * (c - 1) * K + 6.0 * c * V + 2.0 * c * K + c * (K + V) + 6.0 * K * V + 2.0 * K * K + 2.0 * K * K * V / c
+    return 8.0 * K + 4.0 * (c - 1) * K + 6.0 * c * V + 2.0 * c * K + c * c / 3.0 + 2.0 * c * (K + V) + 6.0 * K * V + 2.0 * K * K + 2.0 * K * K * V / c
