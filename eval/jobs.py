@@ -111,23 +111,22 @@ def _stream_loss(model, tokens: torch.Tensor, seq_len: int, batch_size: int) -> 
 def curve(run_dir: Path) -> list[dict]:
     """metrics.csv rows as ``{flops, tokens, seconds, loss}``: training loss with the cumulative
     training time (each row's window of tokens at its measured tokens/s)."""
-    import csv
+    from train.callbacks import read_metrics_rows  # a damaged file (NUL padding): the rows before the damage
 
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
         return []
     out, seconds, prev_tokens = [], 0.0, 0.0
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            try:
-                tokens, tps, loss, flops = (float(r.get(k) or "nan") for k in ("tokens", "tokens_per_s", "train_loss", "flops"))
-            except ValueError:
-                continue
-            if math.isfinite(tokens) and math.isfinite(tps) and tps > 0:
-                seconds += (tokens - prev_tokens) / tps
-                prev_tokens = tokens
-            if math.isfinite(loss):
-                out.append({"flops": flops, "tokens": tokens, "seconds": seconds, "loss": loss})
+    for r in read_metrics_rows(path):
+        try:
+            tokens, tps, loss, flops = (float(r.get(k) or "nan") for k in ("tokens", "tokens_per_s", "train_loss", "flops"))
+        except ValueError:
+            continue
+        if math.isfinite(tokens) and math.isfinite(tps) and tps > 0:
+            seconds += (tokens - prev_tokens) / tps
+            prev_tokens = tokens
+        if math.isfinite(loss):
+            out.append({"flops": flops, "tokens": tokens, "seconds": seconds, "loss": loss})
     return out
 
 

@@ -244,6 +244,24 @@ def test_nul_padded_metrics_are_moved_aside_and_the_run_resumes(tmp_path, monkey
     _same_rows(read_metrics(root / "ref" / "metrics.csv"), read_metrics(m))
 
 
+def test_readers_of_a_finished_runs_nul_padded_metrics_keep_the_rows_before_the_damage(tmp_path, reference):
+    """eval's training curve and read_metrics of a finished run whose metrics.csv a power cut padded."""
+    import shutil
+
+    from eval.jobs import curve
+
+    root, _ = reference
+    shutil.copytree(root / "ref", tmp_path / "ref")
+    m = tmp_path / "ref" / "metrics.csv"
+    good = read_metrics(m)
+    m.write_bytes(m.read_bytes() + b"\0" * 512)
+    with pytest.warns(CorruptFileWarning, match="NUL bytes"):
+        rows = read_metrics(m)
+    _same_rows(good, rows)
+    with pytest.warns(CorruptFileWarning, match="NUL bytes"):
+        assert len(curve(tmp_path / "ref")) == sum(r["train_loss"] == r["train_loss"] for r in good)
+
+
 def test_the_config_hash_lives_in_the_checkpoint_and_resume_checks_it(reference):
     root, ref = reference
     ck = root / "ref" / "checkpoints" / "last.ckpt"

@@ -25,9 +25,9 @@ CSV_COLUMNS = ["step", "tokens", "flops", "train_loss", "val_loss", "val_acc", "
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
-    """metrics.csv as a list of dicts of floats (empty cells -> NaN)."""
-    with open(path, newline="") as f:
-        return [{k: (float(v) if v not in ("", None) else math.nan) for k, v in row.items()} for row in csv.DictReader(f)]
+    """metrics.csv as a list of dicts of floats (empty cells -> NaN); of a damaged file, the rows
+    before the damage (``read_metrics_rows``)."""
+    return [{k: (float(v) if v not in ("", None) else math.nan) for k, v in row.items()} for row in read_metrics_rows(path)]
 
 
 class NonFiniteWeightsError(NonFiniteLossError):
