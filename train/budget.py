@@ -53,10 +53,26 @@ def _cpu_sdpa_flops(q_shape, k_shape, v_shape, dropout_p=0.0, is_causal=False, *
     return int(2 * b * h * pairs * (d + dv))
 
 
+def _real_fft_flops(shape, dim) -> int:
+    """A real FFT over ``dim`` of a tensor of ``shape``: 2.5 n log2 n per transform of size n (half of
+    a complex FFT's 5 n log2 n; the convention of ``Hyena.flops_per_token``)."""
+    n = math.prod(shape[d] for d in dim)
+    return int(math.prod(shape) // max(n, 1) * 2.5 * n * math.log2(n)) if n > 1 else 0
+
+
+def _fft_r2c_flops(x_shape, dim, *args, out_shape=None, **kw) -> int:
+    return _real_fft_flops(x_shape, dim)
+
+
+def _fft_c2r_flops(x_shape, dim, *args, out_shape=None, **kw) -> int:
+    return _real_fft_flops(out_shape, dim)
+
+
 def measured_flops_per_token(model, seq_len: int, batch_size: int = 1, vocab_size: int | None = None) -> float:
     """Forward FLOPs per token counted by ``torch.utils.flop_counter.FlopCounterMode``.
 
-    The counter sees matmuls, convolutions and attention kernels, not elementwise work or
+    The counter sees matmuls, convolutions, attention kernels and (with the formulas here) real
+    FFTs, not elementwise work or
     fused recurrences (``nn.LSTM`` on CPU, sequential scans), so it undercounts scan-heavy mixers.
     """
     from torch.utils.flop_counter import FlopCounterMode
@@ -67,6 +83,9 @@ def measured_flops_per_token(model, seq_len: int, batch_size: int = 1, vocab_siz
     op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     if op is not None:
         mapping[op] = _cpu_sdpa_flops
+    # the counter has no FFT formulas (Hyena's long convolution)
+    mapping[torch.ops.aten._fft_r2c] = _fft_r2c_flops
+    mapping[torch.ops.aten._fft_c2r] = _fft_c2r_flops
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with torch.no_grad(), counter:
         model(tokens)

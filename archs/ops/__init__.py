@@ -12,6 +12,7 @@ from .gla import (
     parallel_simple_gla, retention_ref, simple_gla_ref,
 )
 from .linear_rnn import linear_scan, linear_scan_ref
+from .long_conv import long_conv, long_conv_ref
 from .selective_scan import selective_scan, selective_scan_ref
 from .ssd import ssd, ssd_ref
 
@@ -21,6 +22,7 @@ __all__ = [
     "chunk_gla", "chunk_retention", "chunk_simple_gla", "gla_ref", "parallel_gla",
     "parallel_retention", "parallel_simple_gla", "retention_ref", "simple_gla_ref",
     "linear_scan", "linear_scan_ref",
+    "long_conv", "long_conv_ref",
     "selective_scan", "selective_scan_ref",
     "ssd", "ssd_ref",
 ]

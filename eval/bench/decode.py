@@ -1,7 +1,8 @@
 """Decode-step cost of every registered mixer at growing contexts.
 
 Prefills a context of each length, then times single-token ``step`` calls. A constant-state
-mixer should cost the same at 16k as at 1k; attention's step grows with its KV cache.
+mixer should cost the same at 16k as at 1k; attention's step grows with its KV cache, Hyena's with
+its input history (column "state grows"; each timed step appends one token to such a state).
 
     python -m eval.bench.decode [--contexts 1024 4096 16384] [--d-model 256] [--mixers attention mamba]
 """
@@ -42,6 +43,9 @@ def run(quick: bool = False, contexts=None, mixers=None, d_model: int = 256) -> 
         row = {"mixer": name}
         row.update({f"step_ms@{c}": t for c, t in zip(contexts, ms)})
         row[f"ratio {contexts[-1]}/{contexts[0]}"] = ms[-1] / ms[0]
+        # a state that grows with the context (KV cache, Hyena's input history) makes the step grow too
+        sizes = [build_mixer(name, d_model).state_size(c) for c in (contexts[0], contexts[-1])]
+        row["state grows"] = "yes" if sizes[1] > sizes[0] else "no"
         rows.append(row)
     base = next((r for r in rows if r["mixer"] == "attention"), None)
     if base is not None:
