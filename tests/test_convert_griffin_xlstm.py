@@ -139,3 +139,13 @@ def test_unsupported_options_are_named():
     cfg = tr.RecurrentGemmaConfig(**dict(_RG, hidden_activation="relu"))
     with pytest.raises(ValueError, match="hidden_activation='relu'"):
         archs.from_transformers(tr.RecurrentGemmaForCausalLM(cfg))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["recurrent_gemma/griffin_mqa", "recurrent_gemma/attention_first_rotary_quarter",
+                                  "xlstm/single", "xlstm/fused_bias"])
+def test_long_cached_decode_matches(name):
+    """300 greedy tokens through the caches of both implementations (the local-attention window wraps,
+    the mLSTM state runs through many chunks)."""
+    err, same = conformance(name, seq_len=64, prompt_len=16, new_tokens=300)
+    assert err < 1e-4 and same, (name, err, same)
