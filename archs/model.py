@@ -221,11 +221,16 @@ class LanguageModel(nn.Module):
         return sum(b.state_size(seq_len) for b in self.blocks)
 
 
+#: optional LanguageModel arguments an arch config may set (the references' knobs; all off by default)
+MODEL_KNOBS = ("mlp_bias", "norm_unit_offset", "norm_bias", "embed_scale", "logit_soft_cap")
+
+
 def build_language_model(arch: dict, model: dict, vocab_size: int) -> LanguageModel:
     """Build from config dicts: ``arch`` (configs/arch/*.yaml: layers, mlp, mixer_kwargs) and
     ``model`` (configs/model/*.yaml: d_model, n_layers, optional mlp_hidden, optional norm_eps);
-    ``arch.short_conv`` (optional) puts a short conv in front of every mixer. ``None`` kwargs mean
-    "mixer default"."""
+    ``arch.short_conv`` (optional) puts a short conv in front of every mixer; the optional model knobs
+    ``arch.{mlp_bias, norm_unit_offset, norm_bias, embed_scale, logit_soft_cap}`` are passed on when set.
+    ``None`` kwargs mean "mixer default"."""
     kwargs = {
         name: {k: v for k, v in dict(kw or {}).items() if v is not None}
         for name, kw in dict(arch.get("mixer_kwargs") or {}).items()
@@ -242,4 +247,5 @@ def build_language_model(arch: dict, model: dict, vocab_size: int) -> LanguageMo
         mlp_hidden=int(model["mlp_hidden"]) if model.get("mlp_hidden") else None,
         short_conv=arch.get("short_conv"),
         norm_eps=float(model.get("norm_eps") or 1e-6),
+        **{k: arch[k] for k in MODEL_KNOBS if arch.get(k) is not None},
     )

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from archs import Block, LanguageModel, RMSNorm
+from archs import Block, LanguageModel, RMSNorm, build_language_model
 from archs.layers import GatedMLP
 from helpers import assert_rel_close
 
@@ -105,3 +105,11 @@ def test_partial_rotary_leaves_the_tail_unrotated():
     assert torch.equal(q0[..., 6:], q5[..., 6:]) and torch.equal(k0[..., 6:], k5[..., 6:])
     assert not torch.allclose(q0[..., :6], q5[..., :6])
     assert_rel_close(q0.norm(dim=-1), q5.norm(dim=-1), 1e-12, "rotation keeps the norm")
+
+
+def test_arch_config_sets_the_knobs():
+    arch = {"layers": "attention", "mlp": "geglu_tanh", "mlp_bias": True, "norm_unit_offset": True,
+            "embed_scale": 4.0, "logit_soft_cap": 5.0, "norm_bias": None}
+    lm = build_language_model(arch, {"d_model": D, "n_layers": 1}, V)
+    assert (lm.embed_scale, lm.logit_soft_cap, lm.norm.unit_offset, lm.blocks[0].norm1.bias) == (4.0, 5.0, True, None)
+    assert lm.blocks[0].mlp.activation == "gelu_tanh" and lm.blocks[0].mlp.w2.bias is not None
