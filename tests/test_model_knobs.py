@@ -113,3 +113,9 @@ def test_arch_config_sets_the_knobs():
     lm = build_language_model(arch, {"d_model": D, "n_layers": 1}, V)
     assert (lm.embed_scale, lm.logit_soft_cap, lm.norm.unit_offset, lm.blocks[0].norm1.bias) == (4.0, 5.0, True, None)
     assert lm.blocks[0].mlp.activation == "gelu_tanh" and lm.blocks[0].mlp.w2.bias is not None
+
+
+def test_mixer_eps_and_block_prenorm_eps_do_not_collide():
+    """mlstm and based take an ``eps`` of their own: it reaches the mixer, the pre-norms keep norm_eps."""
+    lm = LanguageModel(V, 64, 1, layers="mlstm", mixer_kwargs={"mlstm": {"eps": 1e-4}}, norm_eps=1e-5)
+    assert lm.blocks[0].mixer.eps == 1e-4 and lm.blocks[0].norm1.eps == 1e-5 and lm.norm.eps == 1e-5
