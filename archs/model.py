@@ -39,6 +39,11 @@ class LanguageModel(nn.Module):
         norm_eps: eps of every block's pre-norms and of the final norm.
         layer_kwargs: per-layer constructor kwargs (a list of ``n_layers`` dicts) merged over
             ``mixer_kwargs[name]``, e.g. a sliding window on some attention layers only (Qwen2).
+        mlp_bias: biases on the MLP projections (RecurrentGemma).
+        norm_unit_offset: every RMSNorm (blocks and final) scales by (1 + weight) (Gemma, RecurrentGemma).
+        norm_bias: the blocks' pre-norms carry a bias (xLSTM with use_bias; its final norm has none).
+        embed_scale: the embeddings are multiplied by this (Gemma: sqrt(d_model)); None = 1.
+        logit_soft_cap: logits = cap * tanh(logits / cap) (Gemma 2, RecurrentGemma, xLSTM); None = none.
 
     ``self.config`` holds these arguments (JSON-able); ``save_pretrained(dir)`` /
     ``LanguageModel.from_pretrained(dir)`` write and read it with safetensors weights.
@@ -57,11 +62,19 @@ class LanguageModel(nn.Module):
         short_conv: int | None = None,
         norm_eps: float = 1e-6,
         layer_kwargs: Sequence[dict] | None = None,
+        mlp_bias: bool = False,
+        norm_unit_offset: bool = False,
+        norm_bias: bool = False,
+        embed_scale: float | None = None,
+        logit_soft_cap: float | None = None,
     ):
         super().__init__()
         for what, v in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layers", n_layers)):
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"LanguageModel: {what} must be a positive int, got {v!r}")
+        for what, v in (("embed_scale", embed_scale), ("logit_soft_cap", logit_soft_cap)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
+                raise ValueError(f"LanguageModel: {what} must be a positive number or None, got {v!r}")
         self.layer_names = layer_pattern(layers, n_layers)
         mixer_kwargs = dict(mixer_kwargs or {})
         unused = set(mixer_kwargs) - set(self.layer_names)
@@ -74,15 +87,20 @@ class LanguageModel(nn.Module):
                            layers=layers if isinstance(layers, str) else list(layers), mixer_kwargs=mixer_kwargs,
                            mlp=mlp, mlp_hidden=mlp_hidden, tie_embeddings=tie_embeddings, short_conv=short_conv,
                            norm_eps=norm_eps, layer_kwargs=layer_kwargs if any(layer_kwargs) else None)
+        extras = dict(mlp_bias=mlp_bias, norm_unit_offset=norm_unit_offset, norm_bias=norm_bias,
+                      embed_scale=embed_scale, logit_soft_cap=logit_soft_cap)
+        self.config.update({k: v for k, v in extras.items() if v})  # only the knobs in use: old configs stay as they were
+        self.embed_scale = None if embed_scale is None else float(embed_scale)
+        self.logit_soft_cap = None if logit_soft_cap is None else float(logit_soft_cap)
         self.vocab_size, self.d_model, self.n_layers = vocab_size, d_model, n_layers
         self.tie_embeddings = tie_embeddings
         self.embed = nn.Embedding(vocab_size, d_model)
         self.blocks = nn.ModuleList(
-            Block(d_model, name, mlp=mlp, mlp_hidden=mlp_hidden, short_conv=short_conv, eps=norm_eps,
-                  **{**mixer_kwargs.get(name, {}), **layer_kwargs[i]})
+            Block(d_model, name, mlp=mlp, mlp_hidden=mlp_hidden, short_conv=short_conv, prenorm_eps=norm_eps, mlp_bias=mlp_bias,
+                  norm_unit_offset=norm_unit_offset, norm_bias=norm_bias, **{**mixer_kwargs.get(name, {}), **layer_kwargs[i]})
             for i, name in enumerate(self.layer_names)
         )
-        self.norm = RMSNorm(d_model, eps=norm_eps)
+        self.norm = RMSNorm(d_model, eps=norm_eps, unit_offset=norm_unit_offset)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         if tie_embeddings:
             self.head.weight = self.embed.weight
@@ -100,13 +118,24 @@ class LanguageModel(nn.Module):
             got = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
             raise ValueError(f"LanguageModel.{where} expects integer tokens of shape {want}, got {got}")
 
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        return x if self.embed_scale is None else x * self.embed_scale
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Final norm, head and the optional soft cap."""
+        logits = self.head(self.norm(x))
+        if self.logit_soft_cap is None:
+            return logits
+        return self.logit_soft_cap * torch.tanh(logits / self.logit_soft_cap)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, L) -> logits (B, L, V)."""
         self._check_tokens(tokens, 2, "forward")
-        x = self.embed(tokens)
+        x = self._embed(tokens)
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x))
+        return self._logits(x)
 
     def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> list:
         device = device if device is not None else self.embed.weight.device
@@ -118,20 +147,20 @@ class LanguageModel(nn.Module):
         self._check_tokens(tokens, 2, "prefill")
         if state is None:
             state = self.init_state(tokens.shape[0])
-        x = self.embed(tokens)
+        x = self._embed(tokens)
         for i, block in enumerate(self.blocks):
             x, state[i] = block.prefill(x, state[i])
-        return self.head(self.norm(x)), state
+        return self._logits(x), state
 
     def step(self, token: torch.Tensor, state: list):
         """token (B,) -> (logits (B, V), state)."""
         self._check_tokens(token, 1, "step")
         if state is None:
             raise ValueError("LanguageModel.step() needs a state: call init_state(batch_size) or prefill() first")
-        x = self.embed(token)
+        x = self._embed(token)
         for i, block in enumerate(self.blocks):
             x, state[i] = block.step(x, state[i])
-        return self.head(self.norm(x)), state
+        return self._logits(x), state
 
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -196,11 +225,16 @@ class LanguageModel(nn.Module):
         return sum(b.state_size(seq_len) for b in self.blocks)
 
 
+#: optional LanguageModel arguments an arch config may set (the references' knobs; all off by default)
+MODEL_KNOBS = ("mlp_bias", "norm_unit_offset", "norm_bias", "embed_scale", "logit_soft_cap")
+
+
 def build_language_model(arch: dict, model: dict, vocab_size: int) -> LanguageModel:
     """Build from config dicts: ``arch`` (configs/arch/*.yaml: layers, mlp, mixer_kwargs) and
     ``model`` (configs/model/*.yaml: d_model, n_layers, optional mlp_hidden, optional norm_eps);
-    ``arch.short_conv`` (optional) puts a short conv in front of every mixer. ``None`` kwargs mean
-    "mixer default"."""
+    ``arch.short_conv`` (optional) puts a short conv in front of every mixer; the optional model knobs
+    ``arch.{mlp_bias, norm_unit_offset, norm_bias, embed_scale, logit_soft_cap}`` are passed on when set.
+    ``None`` kwargs mean "mixer default"."""
     kwargs = {
         name: {k: v for k, v in dict(kw or {}).items() if v is not None}
         for name, kw in dict(arch.get("mixer_kwargs") or {}).items()
@@ -217,4 +251,5 @@ def build_language_model(arch: dict, model: dict, vocab_size: int) -> LanguageMo
         mlp_hidden=int(model["mlp_hidden"]) if model.get("mlp_hidden") else None,
         short_conv=arch.get("short_conv"),
         norm_eps=float(model.get("norm_eps") or 1e-6),
+        **{k: arch[k] for k in MODEL_KNOBS if arch.get(k) is not None},
     )

@@ -119,6 +119,9 @@ class Attention(Mixer):
             (Qwen2: q/k/v bias, no output bias).
         conv_size: kernel of a short causal depthwise conv over the projected q, k, v (before
             RoPE); None = no conv (the plain Transformer).
+        rope_dim: RoPE rotates only the first ``rope_dim`` (even) dims of each head, the rest pass
+            unrotated (partial rotary: RecurrentGemma rotates head_dim / 2, GPT-NeoX rotary_pct);
+            default head_dim.
     """
 
     test_variants = {
@@ -128,6 +131,7 @@ class Attention(Mixer):
         "conv3_window": {"n_heads": 2, "window": 5, "conv_size": 3},
         "head_dim_qkv_bias_yarn": {"n_heads": 4, "n_kv_heads": 2, "head_dim": 6, "qkv_bias": True, "o_bias": False,
                                    "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16}},
+        "mqa_partial_rope_window": {"n_heads": 2, "n_kv_heads": 1, "window": 6, "rope_dim": 4, "o_bias": True},
         "llama3_rope": {"n_heads": 2, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                                         "high_freq_factor": 4.0, "original_max_position_embeddings": 32}},
     }
@@ -135,7 +139,7 @@ class Attention(Mixer):
     def __init__(self, d_model: int, n_heads: int | None = None, n_kv_heads: int | None = None, window: int | None = None,
                  rope_base: float = 10000.0, bias: bool = False, conv_size: int | None = None,
                  head_dim: int | None = None, qkv_bias: bool | None = None, o_bias: bool | None = None,
-                 rope_scaling: dict | None = None):
+                 rope_scaling: dict | None = None, rope_dim: int | None = None):
         super().__init__(d_model)
         n_heads = n_heads or max(1, d_model // 64)
         n_kv_heads = n_kv_heads or n_heads
@@ -150,12 +154,16 @@ class Attention(Mixer):
             raise ValueError(f"attention: conv_size must be an int >= 2 or None, got {conv_size!r}")
         self.n_heads, self.n_kv_heads, self.window, self.conv_size = n_heads, n_kv_heads, window, conv_size
         self.head_dim = head_dim if head_dim is not None else d_model // n_heads
+        self.rope_dim = self.head_dim if rope_dim is None else rope_dim
+        if (not isinstance(self.rope_dim, int) or isinstance(self.rope_dim, bool) or self.rope_dim < 2 or self.rope_dim % 2
+                or self.rope_dim > self.head_dim):
+            raise ValueError(f"attention: rope_dim must be an even int in [2, head_dim={self.head_dim}] or None, got {rope_dim!r}")
         qkv_bias = bias if qkv_bias is None else qkv_bias
         o_bias = bias if o_bias is None else o_bias
         self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=qkv_bias)
         self.kv_proj = nn.Linear(d_model, 2 * n_kv_heads * self.head_dim, bias=qkv_bias)  # [k; v]
         self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=o_bias)
-        self.rotary = Rotary(self.head_dim, rope_base, rope_scaling)
+        self.rotary = Rotary(self.rope_dim, rope_base, rope_scaling)
         if conv_size is not None:
             # one depthwise conv over the concatenated q, k, v channels, starting near the identity
             self.conv_weight = nn.Parameter(near_identity_conv_weight(self._qkv_width(), conv_size))
@@ -165,8 +173,9 @@ class Attention(Mixer):
 
     def extra_repr(self) -> str:
         conv = f", conv_size={self.conv_size}" if self.conv_size else ""
+        rope = f", rope_dim={self.rope_dim}" if self.rope_dim != self.head_dim else ""
         return (f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, head_dim={self.head_dim}, "
-                f"window={self.window}{conv}")
+                f"window={self.window}{conv}{rope}")
 
     # ---- projections ---------------------------------------------------------------------
     def _project(self, x: torch.Tensor, state: KVCache | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,8 +194,14 @@ class Attention(Mixer):
         q, kv = self._project(x, state)
         q = rearrange(q, "b l (h d) -> b h l d", d=self.head_dim)
         k, v = rearrange(kv, "b l (two h d) -> two b h l d", two=2, d=self.head_dim)
-        cos, sin = self.rotary.cos_sin(start, x.shape[1], x.device, q.dtype)  # (L, Dh)
-        return self.rotary.rotate(q, cos, sin), self.rotary.rotate(k, cos, sin), v
+        cos, sin = self.rotary.cos_sin(start, x.shape[1], x.device, q.dtype)  # (L, rope_dim)
+        return self._rope(q, cos, sin), self._rope(k, cos, sin), v
+
+    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """RoPE on the first rope_dim dims of each head of x (B, H, L, Dh); the rest unchanged."""
+        if self.rope_dim == self.head_dim:
+            return self.rotary.rotate(x, cos, sin)
+        return torch.cat([self.rotary.rotate(x[..., :self.rope_dim], cos, sin), x[..., self.rope_dim:]], dim=-1)
 
     def _attend(self, q, k, v, mask=None, is_causal=False):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=self.n_kv_heads != self.n_heads)
