@@ -156,6 +156,10 @@ def val_loss_vs_lr(selection: Mapping[str, Mapping[str, dict]], path) -> Path:
                 if ch:
                     ax.plot(*zip(*ch), color=style[arch]["color"], marker=style[arch]["marker"], ms=6, ls="none")
         ax.set_xscale("log")
+        grid = sorted({float(lr) for d in selection.values() for lr in ((d.get(task) or {}).get("grid") or {})})
+        if grid:  # label the grid's own lrs; log-axis minor labels overlap on a narrow range
+            ax.set_xticks(grid, [f"{lr:g}" for lr in grid])
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("learning rate")
         ax.set_ylabel("validation loss (first seed)")
         ax.set_title(f"{task}: validation loss vs lr (filled: chosen)")
