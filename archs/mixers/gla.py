@@ -15,14 +15,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ..mixer import Mixer, check_divisible
-from ..ops.gla import chunk_gla
+from ..mixer import check_divisible
 from ..registry import register_mixer
-from ._linear_attn import HeadNorm, MatrixState, chunked_attn_flops
+from ._linear_attn import ChunkGLAMixer, HeadNorm, chunked_attn_flops
 
 
 @register_mixer("gla")
-class GLA(Mixer):
+class GLA(ChunkGLAMixer):
     """Gated linear attention with a low-rank data-dependent per-key-channel decay.
 
     Args:
@@ -76,29 +75,6 @@ class GLA(Mixer):
         """o (B, L, H, V), x (B, L, D) -> (B, L, D): per-head RMSNorm, swish gate, output projection."""
         y = rearrange(self.norm(o.to(x.dtype)), "b l h d -> b l (h d)") * F.silu(self.g_proj(x))
         return self.o_proj(y)
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        o, _ = chunk_gla(*self._inputs(x), chunk_size=self.chunk_size)
-        return self._out(o, x)
-
-    def _prefill(self, x: torch.Tensor, state: MatrixState):
-        o, S = chunk_gla(*self._inputs(x), initial_state=state.S, output_final_state=True, chunk_size=self.chunk_size)
-        state.S = S.to(state.S.dtype)
-        return self._out(o, x), state
-
-    def _step(self, x_t: torch.Tensor, state: MatrixState):
-        dt = state.S.dtype
-        q, k, v, g = (t[:, 0].to(dt) for t in self._inputs(x_t[:, None]))  # (B, H, K|V)
-        state.S = g.exp()[..., None] * state.S + k[..., :, None] * v[..., None, :]  # (B, H, K, V)
-        o = self.head_k ** -0.5 * torch.einsum("bhk,bhkv->bhv", q, state.S)
-        return self._out(o[:, None], x_t[:, None])[:, 0], state
-
-    def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> MatrixState:
-        device, dtype = self._state_defaults(device, dtype)
-        return MatrixState(S=torch.zeros(batch_size, self.n_heads, self.head_k, self.head_v, device=device, dtype=dtype))
-
-    def state_size(self, seq_len: int) -> int:
-        return self.n_heads * self.head_k * self.head_v
 
     def flops_per_token(self, seq_len: int) -> float:
         D, Dk, Dv, R = self.d_model, self.n_heads * self.head_k, self.n_heads * self.head_v, self.gate_rank

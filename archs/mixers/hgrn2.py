@@ -28,14 +28,13 @@ from einops import rearrange
 from torch import nn
 
 from ..layers import RMSNorm
-from ..mixer import Mixer, check_divisible
-from ..ops.gla import chunk_gla
+from ..mixer import check_divisible
 from ..registry import register_mixer
-from ._linear_attn import MatrixState, chunked_attn_flops
+from ._linear_attn import ChunkGLAMixer, chunked_attn_flops
 
 
 @register_mixer("hgrn2")
-class HGRN2(Mixer):
+class HGRN2(ChunkGLAMixer):
     """HGRN2 token mixer.
 
     Args:
@@ -89,29 +88,6 @@ class HGRN2(Mixer):
     def _out(self, o: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """o (B, L, H, V) -> (B, L, D): RMSNorm over all heads' channels, output projection."""
         return self.o_proj(self.norm(rearrange(o.to(x.dtype), "b l h d -> b l (h d)")))
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        o, _ = chunk_gla(*self._inputs(x), chunk_size=self.chunk_size)
-        return self._out(o, x)
-
-    def _prefill(self, x: torch.Tensor, state: MatrixState):
-        o, S = chunk_gla(*self._inputs(x), initial_state=state.S, output_final_state=True, chunk_size=self.chunk_size)
-        state.S = S.to(state.S.dtype)
-        return self._out(o, x), state
-
-    def _step(self, x_t: torch.Tensor, state: MatrixState):
-        dt = state.S.dtype
-        q, k, v, g = (t[:, 0].to(dt) for t in self._inputs(x_t[:, None]))  # (B, H, K|V)
-        state.S = g.exp()[..., None] * state.S + k[..., :, None] * v[..., None, :]  # (B, H, K, V)
-        o = self.head_k ** -0.5 * torch.einsum("bhk,bhkv->bhv", q, state.S)
-        return self._out(o[:, None], x_t[:, None])[:, 0], state
-
-    def init_state(self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None) -> MatrixState:
-        device, dtype = self._state_defaults(device, dtype)
-        return MatrixState(S=torch.zeros(batch_size, self.n_heads, self.head_k, self.head_v, device=device, dtype=dtype))
-
-    def state_size(self, seq_len: int) -> int:
-        return self.n_heads * self.head_k * self.head_v
 
     def flops_per_token(self, seq_len: int) -> float:
         D, Dk = self.d_model, self.n_heads * self.head_k
