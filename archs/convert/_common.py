@@ -43,3 +43,21 @@ def build_and_load(model_type: str, hf_model, kwargs: dict, tensors: dict[str, t
                                    f"{tuple(own[name].shape)} here")
             own[name].copy_(t)
     return model.eval()
+
+
+def mamba_backbone_tensors(sd: dict[str, torch.Tensor], n_layers: int, tied: bool,
+                           same: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Our tensors from the state dict of an HF Mamba / Mamba-2 backbone (the same layout): embedding,
+    final norm, head unless tied, each layer's pre-norm and depthwise conv (D, 1, W) -> (D, W), and the
+    mixer tensors named in ``same`` (``conv1d.bias`` -> ``conv_bias``) where the model has them."""
+    t = {"embed.weight": sd["backbone.embeddings.weight"], "norm.weight": sd["backbone.norm_f.weight"]}
+    if not tied:
+        t["head.weight"] = sd["lm_head.weight"]
+    for i in range(n_layers):
+        hf, me = f"backbone.layers.{i}.", f"blocks.{i}."
+        t[me + "norm1.weight"] = sd[hf + "norm.weight"]
+        t[me + "mixer.conv_weight"] = sd[hf + "mixer.conv1d.weight"][:, 0]
+        for name in same:
+            if hf + "mixer." + name in sd:
+                t[me + "mixer." + name.replace("conv1d.", "conv_")] = sd[hf + "mixer." + name]
+    return t

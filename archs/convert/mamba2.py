@@ -6,7 +6,7 @@ conv_weight (c, k); ``norm.weight``: the gated RMSNorm, per group of d_inner // 
 from __future__ import annotations
 
 from . import register_converter
-from ._common import build_and_load, hf_state, require, unsupported
+from ._common import build_and_load, hf_state, mamba_backbone_tensors, require, unsupported
 
 _SAME = ("in_proj.weight", "in_proj.bias", "dt_bias", "A_log", "D", "norm.weight", "out_proj.weight", "out_proj.bias",
          "conv1d.bias")
@@ -27,14 +27,5 @@ def convert_mamba2(hf_model):
     kwargs = dict(vocab_size=c.vocab_size, d_model=D, n_layers=c.num_hidden_layers, layers="mamba2",
                   mixer_kwargs={"mamba2": mamba2}, mlp=None, tie_embeddings=tied, norm_eps=float(c.layer_norm_epsilon))
     sd = hf_state(hf_model, "mamba2")
-    t = {"embed.weight": sd["backbone.embeddings.weight"], "norm.weight": sd["backbone.norm_f.weight"]}
-    if not tied:
-        t["head.weight"] = sd["lm_head.weight"]
-    for i in range(c.num_hidden_layers):
-        hf, me = f"backbone.layers.{i}.", f"blocks.{i}."
-        t[me + "norm1.weight"] = sd[hf + "norm.weight"]
-        t[me + "mixer.conv_weight"] = sd[hf + "mixer.conv1d.weight"][:, 0]
-        for name in _SAME:
-            if hf + "mixer." + name in sd:
-                t[me + "mixer." + name.replace("conv1d.", "conv_")] = sd[hf + "mixer." + name]
+    t = mamba_backbone_tensors(sd, c.num_hidden_layers, tied, _SAME)
     return build_and_load("mamba2", hf_model, kwargs, t)
