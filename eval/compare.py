@@ -12,7 +12,8 @@ Protocol, for every arch config (and width, when the preset sweeps ``widths``) a
    (``eval/stats.py``); the table bolds every arch whose interval overlaps the best one's.
 5. **timings** (``eval/throughput.py``): prefill and decode of each arch's trained model at several
    contexts, warmed up and repeated (``torch.utils.benchmark``), median with IQR; a spread above
-   ``max_spread`` is flagged.
+   ``max_spread`` is flagged. Measured in fresh processes (``throughput.processes``,
+   ``eval/isolate.py``), never in the process that trained: speed depends on a process's history.
 
 Runs are independent jobs dispatched by ``eval/launch.py`` (in-process, or through a Hydra launcher:
 joblib processes, submitit on SLURM). Every job writes its result file; a rerun reuses them (and
@@ -22,6 +23,7 @@ keeps the wall times recorded when they ran). Outputs in ``<results_root>/<name>
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -39,9 +41,10 @@ from . import table as tbl
 from .config import resolve_archs
 from .launch import launch
 from .stats import mean_ci, tied_with_best
-from .throughput import ThroughputSettings, measure_model, thread_policy
+from .isolate import measure_sources
+from .throughput import ThroughputSettings, thread_policy
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 STATE_CONTEXTS = [2**k for k in range(8, 17)]  # 256 .. 64k, analytic state size
 
 
@@ -238,7 +241,8 @@ class Compare:
             with _quiet():
                 model, _, _ = train.load_run(run["run_dir"])
             model = model.float().eval()
-            m["throughput"] = measure_model(model, self.tp, arch=arch)
+            tp = self.tp if self.tp.threads is not None else dataclasses.replace(self.tp, threads=self.threads)
+            m["throughput"] = measure_sources([{"label": arch, "run_dir": str(run["run_dir"])}], tp)
             m["state"] = [{"arch": arch, "context": L, "state_numel": model.state_size(L),
                            "state_mib": model.state_size(L) * 4 / 2**20} for L in sorted({*STATE_CONTEXTS, self.state_at})]
         except Exception as e:
@@ -476,7 +480,9 @@ class Compare:
         if edge:
             lines += ["", "(edge): the chosen lr is at the end of the grid; the best lr may lie outside it."]
         if self.tp:
-            lines += ["", f"Speed: trained model, batch {self.tp.batch_size}, {self.tp.dtype}, after a warm-up at each "
+            where = (f"in {self.tp.processes} fresh process{'es' if self.tp.processes > 1 else ''} per arch, samples pooled"
+                     if self.tp.processes else "in this process")
+            lines += ["", f"Speed: trained model, batch {self.tp.batch_size}, {self.tp.dtype}, {where}, after a warm-up at each "
                           f"context; median of repeated timings (torch.utils.benchmark); † = spread (IQR / median) above "
                           f"{float(self.c.throughput.get('max_spread', 0.2)):.0%}; bold = best median. State = numbers "
                           "held per sequence x 4 bytes (analytic)."]

@@ -137,6 +137,9 @@ def run_job(spec: dict) -> dict:
         return cached
     import train
 
+    from .malloc import steady_allocator
+
+    steady_allocator()  # training wall time is a timing too: the same allocator policy in every job process
     threads = torch.get_num_threads()
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))

@@ -77,11 +77,10 @@ def quality_inputs(cfg, model):
 
 
 def throughput_rows(cfg, settings, progress=None) -> list[dict]:
-    """``measure_model`` rows for the model in ``cfg.model_dir`` (its own size; ``model``/``archs`` are ignored)."""
-    from .throughput import measure_model
+    """Throughput rows for the model in ``cfg.model_dir`` (its own size; ``model``/``archs`` are ignored),
+    in ``settings.processes`` fresh processes (``eval/isolate.py``)."""
+    from .isolate import measure_sources
 
-    model = load_model_dir(cfg.model_dir)
-    rows = measure_model(model, settings, arch=Path(str(cfg.model_dir)).name, progress=progress)
-    for row in rows:
-        row["params"] = model.num_params()
-    return rows
+    load_model_dir(cfg.model_dir)  # a clear error here, before any process is started
+    src = {"label": Path(str(cfg.model_dir)).name, "model_dir": str(Path(str(cfg.model_dir)).resolve())}
+    return measure_sources([src], settings, progress=progress)

@@ -12,7 +12,14 @@ For each context length L (e.g. 512, 2k, 8k):
 * spread = IQR / median of each; above ``max_spread`` (20%) the number is flagged;
 * state: analytic ``model.state_size(L)`` numbers per sequence (x bytes per number), the bytes
   the state tensors really hold (``MixerState.nbytes_per_sequence``), and a measured peak:
-  CUDA peak allocated memory on a GPU, resident-set growth (``psutil``) on a CPU.
+  CUDA peak allocated memory on a GPU; on a CPU the resident-set growth (``psutil``) over the
+  first prefill at this context and the process's peak RSS so far.
+
+Fresh processes (``processes: N``, ``eval/isolate.py``): a process's speed depends on what it
+ran before (the allocator's history, ``eval/malloc.py``), so ``eval throughput`` measures each
+model in N fresh processes, interleaved in rounds, and pools their timed samples: the median of
+all of them, and an IQR that covers the variation within and between processes. ``processes: 0``
+measures in the calling process (``measure_model`` itself always does).
 
 Threads: ``thread_policy(threads)`` is the one rule for ``eval throughput`` and ``eval compare``
 (``threads: 1`` by default in both: tiny models gain nothing from more, and one thread keeps
@@ -27,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import platform
 import statistics
 import time
 from typing import Callable, Sequence
@@ -47,19 +55,24 @@ class ThroughputSettings:
     warmup: int = 1          # untimed calls at each context before timing
     repeats: int = 8         # decode: timed blocks of steps (median, IQR)
     min_run_time: float = 0.2  # prefill: seconds of timed blocks (torch.utils.benchmark)
+    min_blocks: int = 5      # prefill: at least this many timed blocks (a slow call fills min_run_time alone)
     max_spread: float = 0.2  # IQR / median above this is flagged
     max_seconds: float = 30.0  # cap on one measurement (extrapolated before it is started)
     mem_limit_gb: float = 8.0  # skip contexts whose estimated memory is above this
     device: str = "auto"
     dtype: str = "float32"
     threads: int | None = None  # torch CPU threads while measuring (None: leave torch's setting)
+    processes: int = 0       # fresh processes per model, samples pooled (eval/isolate.py); 0: this process
 
     def __post_init__(self):
         self.contexts = [int(c) for c in self.contexts]
         if not self.contexts or any(c < 1 for c in self.contexts):
             raise ValueError(f"throughput: contexts must be positive ints, got {list(self.contexts)}")
         self.repeats = min(int(self.repeats), int(self.decode_steps))
-        for what in ("batch_size", "decode_steps", "repeats"):
+        if int(self.processes) < 0:
+            raise ValueError(f"throughput: processes must be >= 0 (0: measure in this process), got {self.processes}")
+        self.processes = int(self.processes)
+        for what in ("batch_size", "decode_steps", "repeats", "min_blocks"):
             if int(getattr(self, what)) < 1:
                 raise ValueError(f"throughput: {what} must be >= 1, got {getattr(self, what)}")
         if self.dtype not in _DTYPES:
@@ -98,7 +111,18 @@ def _rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
-def _median_iqr(xs: Sequence[float]) -> tuple[float, float]:
+def _peak_rss_bytes() -> int | None:
+    """The process's peak resident set size so far (``getrusage``; None where it is not available)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if platform.system() == "Darwin" else int(peak) * 1024  # macOS: bytes; Linux: KiB
+
+
+def median_iqr(xs: Sequence[float]) -> tuple[float, float]:
+    """(median, interquartile range) of ``xs`` (inclusive quartiles; IQR 0 for one value)."""
     if len(xs) < 2:
         return xs[0], 0.0
     q = statistics.quantiles(xs, n=4, method="inclusive")
@@ -115,10 +139,10 @@ def estimate_bytes(model, batch: int, context: int, elem: int) -> float:
     return model.state_size(context) * batch * elem + acts
 
 
-def _time(fn: Callable[[], object], warmup: int, min_run_time: float, min_samples: int = 5) -> tuple[float, float]:
-    """(median, IQR) seconds per call of ``fn()``: ``warmup`` untimed calls, then ``blocked_autorange``
-    (blocks of calls until ``min_run_time`` s); topped up to ``min_samples`` blocks so that a slow
-    call (one block fills ``min_run_time``) still gets a spread from more than one sample."""
+def _time(fn: Callable[[], object], warmup: int, min_run_time: float, min_samples: int = 5) -> list[float]:
+    """Seconds per call of ``fn()``, one sample per timed block: ``warmup`` untimed calls, then
+    ``blocked_autorange`` (blocks of calls until ``min_run_time`` s); topped up to ``min_samples``
+    blocks so that a slow call (one block fills ``min_run_time``) still gets a spread."""
     from torch.utils import benchmark
 
     for _ in range(warmup):
@@ -129,7 +153,7 @@ def _time(fn: Callable[[], object], warmup: int, min_run_time: float, min_sample
     times = list(m.times)  # seconds per call, one per block
     while len(times) < min_samples:
         times.append(timer.timeit(number=m.number_per_run).median)
-    return _median_iqr(times)
+    return times
 
 
 def measure_model(model, settings: ThroughputSettings, arch: str = "?", progress: Callable[[str], None] | None = None) -> list[dict]:
@@ -197,10 +221,7 @@ def _measure_context(model, s: ThroughputSettings, L: int, gen: torch.Generator,
     tokens = torch.randint(0, V, (B, L), generator=gen).to(dev)  # (B, L)
     cap = L + s.warmup + s.decode_steps + 1
 
-    # prefill from an empty state
-    prefill_s, prefill_iqr = _time(lambda: model.prefill(tokens, model.init_state(B, max_seq_len=cap)), s.warmup, s.min_run_time)
-
-    # memory held after a prefill (the state), then decode from it
+    # memory: the first prefill at this context (CUDA peak allocated; CPU resident-set growth)
     if dev.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
@@ -214,19 +235,36 @@ def _measure_context(model, s: ThroughputSettings, L: int, gen: torch.Generator,
         peak, held = None, max(0, _rss_bytes() - rss0)
     measured_state = _state_nbytes(state)
 
+    # prefill from an empty state
+    prefill = _time(lambda: model.prefill(tokens, model.init_state(B, max_seq_len=cap)), s.warmup, s.min_run_time, s.min_blocks)
+
+    # decode from the first prefill's state: fixed blocks of steps (each step advances the state)
     token = torch.randint(0, V, (B,), generator=gen).to(dev)  # (B,)
     for _ in range(s.warmup):
         model.step(token, state)
     sync()
-    per_step = []  # seconds per step of each timed block
+    decode = []  # seconds per step of each timed block
     for n in [len(b) for b in torch.arange(s.decode_steps).tensor_split(s.repeats)]:
         t0 = time.perf_counter()
         for _ in range(n):
             model.step(token, state)
         sync()
-        per_step.append((time.perf_counter() - t0) / n)
-    step_s, step_iqr = _median_iqr(per_step)
+        decode.append((time.perf_counter() - t0) / n)
     del state
+    row = {
+        "state_bytes_measured": measured_state,
+        "peak_mem_bytes": peak,       # CUDA: peak allocated during the prefill (whole batch)
+        "held_mem_bytes": held,       # CUDA: allocated after it; CPU: RSS growth over it (whole batch)
+        "peak_rss_bytes": _peak_rss_bytes() if dev.type == "cpu" else None,  # CPU: the process's peak so far
+    }
+    row.update(timing_fields(B, L, prefill, decode))
+    return row
+
+
+def timing_fields(B: int, L: int, prefill: Sequence[float], decode: Sequence[float]) -> dict:
+    """Row fields from timed samples: seconds per prefill call and per decode step (one per block)."""
+    prefill_s, prefill_iqr = median_iqr(prefill)
+    step_s, step_iqr = median_iqr(decode)
     return {
         "prefill_ms": 1e3 * prefill_s,
         "prefill_tok_s": B * L / prefill_s,
@@ -234,28 +272,26 @@ def _measure_context(model, s: ThroughputSettings, L: int, gen: torch.Generator,
         "decode_ms_per_token": 1e3 * step_s,
         "decode_tok_s": B / step_s,
         "decode_spread": step_iqr / step_s,
-        "state_bytes_measured": measured_state,
-        "peak_mem_bytes": peak,       # CUDA: peak allocated during the prefill (whole batch)
-        "held_mem_bytes": held,       # CUDA: allocated after it; CPU: RSS growth (whole batch)
+        "prefill_samples_s": [float(x) for x in prefill],  # seconds per call, one per timed block
+        "decode_samples_s": [float(x) for x in decode],    # seconds per step, one per timed block
     }
+
+
+def arch_source(name: str, model_cfg, vocab_size: int = 256, seed: int = 0) -> dict:
+    """A model source (``eval/isolate.py``): ``configs/arch/<name>.yaml`` at size ``model_cfg``, seeded."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(model_cfg, resolve=True) if OmegaConf.is_config(model_cfg) else dict(model_cfg)
+    return {"label": name, "arch": name, "model": cfg, "vocab_size": int(vocab_size), "seed": int(seed)}
 
 
 def run_throughput(arch_names: Sequence[str], model_cfg, settings: ThroughputSettings, vocab_size: int = 256,
                    seed: int = 0, progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Build each arch from ``configs/arch/<name>.yaml`` at size ``model_cfg`` and measure it."""
-    from archs import build_language_model
+    """Build each arch from ``configs/arch/<name>.yaml`` at size ``model_cfg`` and measure it
+    (in ``settings.processes`` fresh processes per arch, or in this one when it is 0)."""
+    from .isolate import measure_sources
 
-    from .config import load_group
-
-    rows = []
-    for name in arch_names:
-        torch.manual_seed(seed)
-        model = build_language_model(load_group("arch", name), model_cfg, vocab_size)
-        r = measure_model(model, settings, arch=name, progress=progress)
-        for row in r:
-            row["params"] = model.num_params()
-        rows.extend(r)
-    return rows
+    return measure_sources([arch_source(n, model_cfg, vocab_size, seed) for n in arch_names], settings, progress=progress)
 
 
 def format_rows(rows: list[dict], max_spread: float = 0.2) -> list[dict]:

@@ -122,7 +122,7 @@ def test_rerun_reuses_everything_and_keeps_the_wall_time(interrupted_then_finish
     wall = json.loads((r["out"] / "compare.json").read_text())["wall_time_s"]
     trained = []
     monkeypatch.setattr("lightning.Trainer.fit", lambda *a, **k: trained.append(1))
-    monkeypatch.setattr("eval.compare.measure_model", lambda *a, **k: pytest.fail("throughput was remeasured"))
+    monkeypatch.setattr("eval.compare.measure_sources", lambda *a, **k: pytest.fail("throughput was remeasured"))
     assert main(_args(r["root"])) == 0
     assert trained == []
     assert _mtimes(r["out"]) == before
