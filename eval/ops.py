@@ -56,6 +56,9 @@ def run_ops(only: Sequence[str] | None = None, quick: bool = False) -> dict[str,
         if bad:
             raise ValueError(f"ops: unknown benchmark {bad}; known: {', '.join(names) or '(none)'}")
         names = [n for n in names if n in only]
+    from .malloc import steady_allocator
+
+    steady_allocator()  # the same allocator policy as eval throughput (eval/malloc.py)
     results: dict[str, object] = {}
     print_table(op_paths(), title="op paths (dispatch: CUDA kernel on CUDA tensors, compiled kernel on CPU, else pure PyTorch)")
     for name in names:

@@ -56,6 +56,9 @@ def run(quick: bool = False, contexts=None, mixers=None, d_model: int = 256) -> 
 
 
 def main(argv=None) -> None:
+    from eval.malloc import steady_allocator
+
+    steady_allocator()  # the same allocator policy as eval throughput (eval/malloc.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--contexts", type=int, nargs="+", default=None)
     ap.add_argument("--mixers", nargs="+", default=None)

@@ -175,6 +175,9 @@ def run(quick: bool = False, only: str | None = None) -> dict[str, list[dict]]:
 
 
 def main(argv=None) -> None:
+    from eval.malloc import steady_allocator
+
+    steady_allocator()  # the same allocator policy as eval throughput (eval/malloc.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=["ops", "layer", "decode"], default=None)
