@@ -3,11 +3,13 @@
 For each context length L (e.g. 512, 2k, 8k):
 
 * prefill: ``model.prefill(tokens (B, L))`` from an empty state, timed with
-  ``torch.utils.benchmark.Timer.blocked_autorange`` (after ``warmup`` untimed calls at this
-  context: blocks of calls until ``min_run_time`` seconds are spent) -> median and IQR;
-* decode: prefill L tokens, ``warmup`` untimed steps, then ``repeats`` blocks of
-  ``decode_steps // repeats`` ``model.step`` calls each, timed per block -> median and IQR of the
-  per-token time. Not ``blocked_autorange``: each step advances the state (and a KV cache has a
+  ``torch.utils.benchmark.Timer.blocked_autorange`` (blocks of calls until ``min_run_time``
+  seconds are spent, at least ``min_blocks``) -> median and IQR. Untimed before it at this
+  context: the prefill that measures memory, ``warmup`` more calls, and ``blocked_autorange``'s
+  own calibration call;
+* decode: from that first prefill's state, max(2, ``warmup``) untimed steps, then ``repeats``
+  blocks of ``decode_steps // repeats`` ``model.step`` calls each, timed per block -> median and
+  IQR of the per-token time. Not ``blocked_autorange``: each step advances the state (and a KV cache has a
   fixed capacity), so the number of calls must be fixed before timing;
 * spread = IQR / median of each; above ``max_spread`` (20%) the number is flagged;
 * state: analytic ``model.state_size(L)`` numbers per sequence (x bytes per number), the bytes
@@ -196,7 +198,7 @@ def _measure_all(model, settings, arch, progress, dev, dtype, B, V, elem, limit,
                 row["status"] = f"skipped: estimated memory {est / 2**30:.1f} GiB > mem_limit_gb={settings.mem_limit_gb}"
                 continue
             if prev is not None:
-                guess = prev[1] * (L / prev[0]) ** exponent * (settings.warmup + 1)
+                guess = prev[1] * (L / prev[0]) ** exponent * (settings.warmup + 2 + settings.min_blocks)  # untimed + timed calls
                 if guess > settings.max_seconds:
                     row["status"] = f"skipped: estimated {guess:.0f} s > max_seconds={settings.max_seconds:g}"
                     continue
@@ -219,7 +221,8 @@ def _measure_all(model, settings, arch, progress, dev, dtype, B, V, elem, limit,
 def _measure_context(model, s: ThroughputSettings, L: int, gen: torch.Generator, dev: torch.device) -> dict:
     B, V = s.batch_size, model.vocab_size
     tokens = torch.randint(0, V, (B, L), generator=gen).to(dev)  # (B, L)
-    cap = L + s.warmup + s.decode_steps + 1
+    warm_steps = max(2, s.warmup)  # untimed decode steps before timing
+    cap = L + warm_steps + s.decode_steps + 1
 
     # memory: the first prefill at this context (CUDA peak allocated; CPU resident-set growth)
     if dev.type == "cuda":
@@ -240,7 +243,7 @@ def _measure_context(model, s: ThroughputSettings, L: int, gen: torch.Generator,
 
     # decode from the first prefill's state: fixed blocks of steps (each step advances the state)
     token = torch.randint(0, V, (B,), generator=gen).to(dev)  # (B,)
-    for _ in range(s.warmup):
+    for _ in range(warm_steps):
         model.step(token, state)
     sync()
     decode = []  # seconds per step of each timed block
