@@ -88,9 +88,16 @@ def cmd_throughput(cfg) -> int:
         size = f"d_model={cfg.model.d_model}, n_layers={cfg.model.n_layers}"
     print_table(format_rows(rows, settings.max_spread), title=f"throughput (batch {settings.batch_size}, {settings.dtype}, {settings.torch_device()}, {size})")
     if cfg.get("out"):
-        write_json(Path(str(cfg.out)) / "throughput.json", rows)
-        write_csv(Path(str(cfg.out)) / "throughput.csv", rows)
-        print(f"wrote {cfg.out}/throughput.json, throughput.csv")
+        from . import plots
+
+        out = Path(str(cfg.out))
+        write_json(out / "throughput.json", rows)
+        scalar = [k for k in dict.fromkeys(k for r in rows for k in r) if not any(isinstance(r.get(k), list) for r in rows)]
+        write_csv(out / "throughput.csv", rows, scalar)  # the per-sample lists are in the json
+        plots.prefill_vs_context(rows, out / "prefill_vs_context.png")
+        plots.decode_vs_context(rows, out / "decode_vs_context.png")
+        print(f"wrote {cfg.out}/throughput.json, throughput.csv, prefill_vs_context.png, decode_vs_context.png "
+              "(shaded: interquartile range of the timed samples)")
     return 0
 
 

@@ -81,12 +81,34 @@ def _by_arch(rows: Sequence[dict], x: str, y: str) -> dict[str, list[tuple[float
     return {k: sorted(v) for k, v in out.items()}
 
 
-def _lines(rows, x, y, path, xlabel, ylabel, title, logy=True, vline=None) -> Path:
+def _speed_band(row: dict, kind: str) -> tuple[float, float] | None:
+    """(low, high) tokens/s from the quartiles of a throughput row's timed samples (``<kind>_samples_s``:
+    seconds per prefill call / per decode step); None without at least 2 samples."""
+    import statistics
+
+    xs = row.get(f"{kind}_samples_s") or []
+    if len(xs) < 2 or not all(_finite(v) and v > 0 for v in xs):
+        return None
+    q1, _, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+    tokens = row.get("batch", 1) * (row["context"] if kind == "prefill" else 1)
+    return tokens / q3, tokens / q1
+
+
+def _lines(rows, x, y, path, xlabel, ylabel, title, logy=True, vline=None, band: str | None = None) -> Path:
+    """One line per arch of ``y`` vs ``x``; ``band`` ("prefill" / "decode"): a shaded interquartile
+    band from each row's timed samples."""
     fig, ax = plt.subplots(figsize=(6, 4.2))
     data = _by_arch(rows, x, y)
     style = _style(list(data))
     for arch, pts in sorted(data.items()):
         ax.plot(*zip(*pts), label=arch, **style[arch], lw=1.2, ms=4)
+        if band:
+            spans = sorted((float(r[x]), _speed_band(r, band)) for r in rows
+                           if str(r.get("arch")) == arch and r.get("status", "ok") == "ok" and _finite(r.get(x)))
+            spans = [(xv, b) for xv, b in spans if b is not None]
+            if spans:
+                ax.fill_between([xv for xv, _ in spans], [b[0] for _, b in spans], [b[1] for _, b in spans],
+                                color=style[arch]["color"], alpha=0.18, lw=0)
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(FuncFormatter(_tokens))
     if logy and any(v > 0 for pts in data.values() for _, v in pts):
@@ -101,12 +123,15 @@ def _lines(rows, x, y, path, xlabel, ylabel, title, logy=True, vline=None) -> Pa
 
 
 def decode_vs_context(rows: Sequence[dict], path) -> Path:
-    """Throughput rows (``arch, context, decode_tok_s``) -> decode tokens/s vs context."""
-    return _lines(rows, "context", "decode_tok_s", path, "context length (tokens)", "decode tokens/s", "Decode speed vs context")
+    """Throughput rows (``arch, context, decode_tok_s``) -> decode tokens/s vs context (shaded: interquartile
+    range of the timed samples, when the rows carry them)."""
+    return _lines(rows, "context", "decode_tok_s", path, "context length (tokens)", "decode tokens/s", "Decode speed vs context",
+                  band="decode")
 
 
 def prefill_vs_context(rows: Sequence[dict], path) -> Path:
-    return _lines(rows, "context", "prefill_tok_s", path, "context length (tokens)", "prefill tokens/s", "Prefill speed vs context")
+    return _lines(rows, "context", "prefill_tok_s", path, "context length (tokens)", "prefill tokens/s", "Prefill speed vs context",
+                  band="prefill")
 
 
 def state_vs_context(rows: Sequence[dict], path) -> Path:

@@ -117,3 +117,31 @@ def test_fresh_processes_see_the_callers_seqarena_switches_now(monkeypatch):
     monkeypatch.setenv(malloc.ENV, "bogus")
     with pytest.raises(RuntimeError, match="SEQARENA_MALLOC='bogus'"):
         measure_sources([src], s)
+
+
+def test_speed_band_is_the_interquartile_range_in_tokens_per_second():
+    from eval.plots import _speed_band
+
+    row = {"context": 100, "batch": 2, "prefill_samples_s": [1.0, 2.0, 3.0, 4.0, 5.0], "decode_samples_s": [0.5, 0.5]}
+    assert _speed_band(row, "prefill") == pytest.approx((200 / 4.0, 200 / 2.0))  # quartiles 2 s and 4 s
+    assert _speed_band(row, "decode") == pytest.approx((4.0, 4.0))
+    assert _speed_band({"context": 1, "decode_samples_s": [0.1]}, "decode") is None
+
+
+def test_eval_throughput_writes_json_csv_and_plots(tmp_path):
+    import csv
+    import json
+
+    from eval.__main__ import main
+
+    args = ["throughput", "archs=[attention,hgrn]", "model=tiny", "contexts=[8,16]", "decode_steps=2", "repeats=1",
+            "min_run_time=0.01", "min_blocks=2", "processes=1", f"out={tmp_path}"]
+    assert main(args) == 0
+    rows = json.loads((tmp_path / "throughput.json").read_text())
+    assert [(r["arch"], r["context"], r["processes"]) for r in rows] == [("attention", 8, 1), ("attention", 16, 1), ("hgrn", 8, 1), ("hgrn", 16, 1)]
+    assert all(len(r["prefill_samples_s"]) >= 2 for r in rows)
+    with open(tmp_path / "throughput.csv") as f:
+        header = next(csv.reader(f))
+    assert "prefill_tok_s" in header and "prefill_samples_s" not in header and "decode_tok_s_by_process" not in header
+    for name in ("prefill_vs_context.png", "decode_vs_context.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
