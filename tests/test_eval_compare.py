@@ -157,12 +157,19 @@ def test_a_failing_arch_is_reported_not_fatal(interrupted_then_finished, tmp_pat
     assert "Failures:" in (tmp_path / "tiny" / "compare.md").read_text()
 
 
-@pytest.mark.slow  # two fresh worker processes import torch and Lightning: ~1 min on a loaded 2-core box
-def test_joblib_launcher_gives_the_same_runs_as_sequential(tmp_path):
-    """Hydra's joblib launcher (2 worker processes) and the in-process loop train and score the same runs."""
+@pytest.mark.slow  # fresh worker processes import torch and Lightning: ~1 min each on a loaded 2-core box
+@pytest.mark.parametrize("launcher", [["compare.launcher=joblib", "compare.n_jobs=2"], ["compare.launcher=submitit_local"]],
+                         ids=["joblib", "submitit_local"])
+def test_hydra_launchers_give_the_same_runs_as_sequential(tmp_path, launcher):
+    """Hydra's joblib launcher (2 worker processes) and submitit's local executor (the SLURM
+    launcher's code path, without a cluster) train and score the same runs as the in-process loop."""
+    if "submitit" in launcher[0]:
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the [slurm] extra is not installed")
     small = ["compare.only=[attention]", "compare.tasks=[mqar]", "compare.primary_task=mqar", "compare.throughput=null", "compare.seeds=[0,1]"]
     assert main(_args(tmp_path / "seq", *small)) == 0
-    assert main(_args(tmp_path / "job", *small, "compare.launcher=joblib", "compare.n_jobs=2")) == 0
+    assert main(_args(tmp_path / "job", *small, *launcher)) == 0
+    if "submitit" in launcher[0]:
+        assert any((tmp_path / "job" / "tiny" / "jobs" / "hydra" / ".submitit").iterdir())  # submitit ran them
     seq, job = (json.loads((tmp_path / d / "tiny" / "compare.json").read_text()) for d in ("seq", "job"))
     key = lambda r: r["id"]  # noqa: E731
     assert [r["id"] for r in sorted(seq["runs"], key=key)] == [r["id"] for r in sorted(job["runs"], key=key)]
