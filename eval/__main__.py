@@ -86,7 +86,10 @@ def cmd_throughput(cfg) -> int:
         rows = run_throughput(resolve_archs(cfg.archs), cfg.model, settings, vocab_size=int(cfg.vocab_size), seed=int(cfg.seed),
                               progress=progress)
         size = f"d_model={cfg.model.d_model}, n_layers={cfg.model.n_layers}"
-    print_table(format_rows(rows, settings.max_spread), title=f"throughput (batch {settings.batch_size}, {settings.dtype}, {settings.torch_device()}, {size})")
+    where = f"{settings.processes} fresh processes per model, samples pooled" if settings.processes else "in this process"
+    alloc = ", ".join(sorted({str(r.get("allocator")) for r in rows if r.get("allocator")})) or "?"
+    print_table(format_rows(rows, settings.max_spread), title=f"throughput (batch {settings.batch_size}, {settings.dtype}, "
+                f"{settings.torch_device()}, {size}; {where}; allocator {alloc})")
     if cfg.get("out"):
         from . import plots
 

@@ -64,13 +64,14 @@ def load_source(src: dict):
 
 def measure_source(src: dict, settings: ThroughputSettings, tag: str = "", progress: Callable[[str], None] | None = None) -> list[dict]:
     """``measure_model`` rows of one source, measured in this process (with the steady allocator)."""
-    steady_allocator()
+    allocator = steady_allocator()
     model = load_source(src)
     label = str(src.get("label") or src.get("arch") or src.get("run_dir") or src.get("model_dir"))
     show = (lambda s: progress(f"{s}{tag}")) if progress else None  # noqa: E731
     rows = measure_model(model, dataclasses.replace(settings, processes=0), arch=label, progress=show)
     for row in rows:
         row["params"] = model.num_params()
+        row["allocator"] = allocator  # "steady" (eval/malloc.py), "system" or "unavailable: ..."
     return rows
 
 

@@ -140,6 +140,7 @@ def test_eval_throughput_writes_json_csv_and_plots(tmp_path):
     rows = json.loads((tmp_path / "throughput.json").read_text())
     assert [(r["arch"], r["context"], r["processes"]) for r in rows] == [("attention", 8, 1), ("attention", 16, 1), ("hgrn", 8, 1), ("hgrn", 16, 1)]
     assert all(len(r["prefill_samples_s"]) >= 2 for r in rows)
+    assert {r["allocator"] for r in rows} == {"steady" if platform.libc_ver()[0] == "glibc" else rows[0]["allocator"]}
     with open(tmp_path / "throughput.csv") as f:
         header = next(csv.reader(f))
     assert "prefill_tok_s" in header and "prefill_samples_s" not in header and "decode_tok_s_by_process" not in header
