@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from archs import build_mixer
-from helpers import assert_rel_close
+from helpers import assert_rel_close, assert_split_state_grads_match_forward
 
 D, W, HEADS, K = 32, 48, 4, 4
 
@@ -107,23 +107,7 @@ def test_gradients_flow_through_carried_state():
     torch.manual_seed(0)
     m = build_mixer("rglru", D, n_heads=2).double()
     x = torch.randn(2, 11, D, dtype=torch.float64)
-    w = torch.randn(2, 11, D, dtype=torch.float64)
-
-    def grads(y):
-        m.zero_grad()
-        (y * w).sum().backward()
-        return {n: p.grad.clone() for n, p in m.named_parameters()}
-
-    g_ref = grads(m(x))
-    ya, st = m.prefill(x[:, :5])
-    yb, st = m.prefill(x[:, 5:8], st)
-    ys = [ya, yb]
-    for t in range(8, 11):
-        y_t, st = m.step(x[:, t], st)
-        ys.append(y_t[:, None])
-    g = grads(torch.cat(ys, 1))
-    for n in g_ref:
-        assert_rel_close(g[n], g_ref[n], 1e-10, f"grad {n}")
+    assert_split_state_grads_match_forward(m, x)
 
 
 def test_no_weight_decay_and_errors():
