@@ -73,10 +73,10 @@ def cmd_throughput(cfg) -> int:
     from .bench.common import print_table
     from .config import resolve_archs
     from .io import write_csv, write_json
+    from .isolate import print_progress as progress
     from .throughput import ThroughputSettings, format_rows, run_throughput
 
     settings = ThroughputSettings.from_cfg(cfg)
-    progress = lambda s: print(f"  measuring {s}", file=sys.stderr, flush=True)  # noqa: E731
     if cfg.get("model_dir"):  # a save_pretrained folder (exported run, converted HF model)
         from .pretrained import throughput_rows
 

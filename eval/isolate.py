@@ -21,7 +21,6 @@ A model source is a dict, so that it can cross the process boundary:
 """
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import os
 import statistics
@@ -68,14 +67,15 @@ def measure_source(src: dict, settings: ThroughputSettings, tag: str = "", progr
     model = load_source(src)
     label = str(src.get("label") or src.get("arch") or src.get("run_dir") or src.get("model_dir"))
     show = (lambda s: progress(f"{s}{tag}")) if progress else None  # noqa: E731
-    rows = measure_model(model, dataclasses.replace(settings, processes=0), arch=label, progress=show)
+    rows = measure_model(model, settings, arch=label, progress=show)
     for row in rows:
         row["params"] = model.num_params()
         row["allocator"] = allocator  # "steady" (eval/malloc.py), "system" or "unavailable: ..."
     return rows
 
 
-def _print_progress(s: str) -> None:
+def print_progress(s: str) -> None:
+    """Progress of a measurement on stderr (also from a measuring process: its stderr is ours)."""
     print(f"  measuring {s}", file=sys.stderr, flush=True)
 
 
@@ -87,7 +87,7 @@ def _measure_in_child(src: dict, settings: ThroughputSettings, tag: str, show: b
     for k in [k for k in os.environ if k.startswith("SEQARENA_") and k not in env]:
         del os.environ[k]
     os.environ.update(env)  # the caller's switches now, not the fork server's from when it started
-    return measure_source(src, settings, tag, _print_progress if show else None)
+    return measure_source(src, settings, tag, print_progress if show else None)
 
 
 def process_context():

@@ -1,6 +1,7 @@
 """Timing helpers for benchmarks: medians of repeated runs, ratios taken in one run."""
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from typing import Callable, Iterable
@@ -73,3 +74,13 @@ def print_table(rows: list[dict], title: str | None = None) -> None:
     print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
     for c in cells:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The argument parser of a benchmark's ``main`` (its module docstring as the description).
+    Every benchmark process times under the same allocator policy as ``eval throughput``
+    (``eval/malloc.py``), so this also fixes it: the one place every entry point passes through."""
+    from eval.malloc import steady_allocator
+
+    steady_allocator()
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -8,13 +8,12 @@ its input history (column "state grows"; each timed step appends one token to su
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 
 from archs import build_mixer, mixer_names
 
-from .common import print_table, time_ms
+from .common import bench_parser, print_table, time_ms
 
 
 def decode_step_ms(name: str, context: int, d_model: int = 256, batch: int = 1, steps: int = 32, **kw) -> float:
@@ -56,10 +55,7 @@ def run(quick: bool = False, contexts=None, mixers=None, d_model: int = 256) -> 
 
 
 def main(argv=None) -> None:
-    from eval.malloc import steady_allocator
-
-    steady_allocator()  # the same allocator policy as eval throughput (eval/malloc.py)
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__)
     ap.add_argument("--contexts", type=int, nargs="+", default=None)
     ap.add_argument("--mixers", nargs="+", default=None)
     ap.add_argument("--d-model", type=int, default=256)

@@ -14,7 +14,6 @@ On CUDA with fla installed the chunked op is fla's kernel.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from archs.ops.dplr_delta_rule import chunk_dplr_delta_rule, dplr_delta_rule_ref
 from archs.ops.gated_delta_rule import chunk_gated_delta_rule, gated_delta_rule_ref
 
-from .common import fwd_bwd, print_table, sync, time_ms
+from .common import bench_parser, fwd_bwd, print_table, sync, time_ms
 
 OPS = {
     "gated_delta_rule": (chunk_gated_delta_rule, gated_delta_rule_ref),
@@ -94,10 +93,7 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    from eval.malloc import steady_allocator
-
-    steady_allocator()  # the same allocator policy as eval throughput (eval/malloc.py)
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--lengths", type=int, nargs="+", default=None, help="lengths (default 512 2048)")

@@ -16,7 +16,6 @@ sub-chunk decays) plus the (L / C) chunk states of 4 B H K V bytes each.
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +26,7 @@ from archs.ops.gla import (
     parallel_simple_gla, retention_ref, simple_gla_ref,
 )
 
-from .common import fwd_bwd, print_table, time_ms
+from .common import bench_parser, fwd_bwd, print_table, time_ms
 
 
 # op -> (chunked, quadratic or None, ref, extra input: None | "g_head" | "g_key" | "beta")
@@ -91,10 +90,7 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    from eval.malloc import steady_allocator
-
-    steady_allocator()  # the same allocator policy as eval throughput (eval/malloc.py)
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--lengths", type=int, nargs="+", default=None, help="op lengths (default 512 .. 8192)")

@@ -11,14 +11,13 @@ Rows (one table, same keys):
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 
 from archs.ops import _compile
 from archs.ops.linear_rnn import linear_scan, linear_scan_ref
 
-from .common import cpu_clock, fwd_bwd, print_table, time_ms
+from .common import bench_parser, cpu_clock, fwd_bwd, print_table, time_ms
 
 
 
@@ -74,10 +73,7 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    from eval.malloc import steady_allocator
-
-    steady_allocator()  # the same allocator policy as eval throughput (eval/malloc.py)
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     a = ap.parse_args(argv)

@@ -9,14 +9,13 @@ Rows: u (B=1, C=256, L), k (C, L), bias (C,), fp32. bench="fwd" / "fwd+bwd"; bas
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 import torch.nn.functional as F
 
 from archs.ops.long_conv import long_conv, long_conv_ref
 
-from .common import fwd_bwd, print_table, time_ms
+from .common import bench_parser, fwd_bwd, print_table, time_ms
 
 
 def direct_conv(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -52,10 +51,7 @@ def run(quick: bool = False, lengths=None, channels: int = 256, max_ref: int = 1
 
 
 def main(argv=None) -> None:
-    from eval.malloc import steady_allocator
-
-    steady_allocator()  # the same allocator policy as eval throughput (eval/malloc.py)
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--lengths", type=int, nargs="+", default=None)
     a = ap.parse_args(argv)

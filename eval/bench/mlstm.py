@@ -8,14 +8,13 @@ ratio = base_ms / ms (speedup of the chunkwise form). The ref loops over L in Py
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 import torch.nn.functional as F
 
 from archs.ops.mlstm import chunk_mlstm, mlstm_ref
 
-from .common import fwd_bwd, print_table, time_ms
+from .common import bench_parser, fwd_bwd, print_table, time_ms
 
 
 def _inputs(L: int, B: int = 1, H: int = 4, K: int = 64, V: int = 64, grad: bool = False, device=None):
@@ -50,10 +49,7 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    from eval.malloc import steady_allocator
-
-    steady_allocator()  # the same allocator policy as eval throughput (eval/malloc.py)
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--lengths", type=int, nargs="+", default=None)
     a = ap.parse_args(argv)

@@ -19,7 +19,6 @@ ops and layer tables time CPU time, ``common.cpu_clock``, so other jobs on the m
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 
@@ -28,7 +27,7 @@ from archs.ops import _compile
 from archs.ops.selective_scan import selective_scan, selective_scan_ref
 from archs.ops.ssd import ssd, ssd_ref
 
-from .common import cpu_clock, fwd_bwd, print_table, time_ms
+from .common import bench_parser, cpu_clock, fwd_bwd, print_table, time_ms
 from .decode import decode_step_ms
 
 SKIPPED = "skipped"
@@ -175,10 +174,7 @@ def run(quick: bool = False, only: str | None = None) -> dict[str, list[dict]]:
 
 
 def main(argv=None) -> None:
-    from eval.malloc import steady_allocator
-
-    steady_allocator()  # the same allocator policy as eval throughput (eval/malloc.py)
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", choices=["ops", "layer", "decode"], default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")

@@ -13,7 +13,6 @@ the issue-14 target is mamba <= 1.5 with the compiled path.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from archs import LanguageModel
 from archs.ops import _compile
 
-from .common import cpu_clock, print_table
+from .common import bench_parser, cpu_clock, print_table
 
 ARCHS = ("attention", "mamba", "mamba2", "hgrn")
 _CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -101,10 +100,7 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    from eval.malloc import steady_allocator
-
-    steady_allocator()  # the same allocator policy as eval throughput (eval/malloc.py)
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1, as the compare)")
     ap.add_argument("--profile", default=None, help="profile this arch's training step instead")
