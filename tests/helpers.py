@@ -55,3 +55,19 @@ def assert_split_state_grads_match_forward(m, x: torch.Tensor, tol: float = 1e-1
     g = grads(torch.cat(ys, 1))
     for n in g_ref:
         assert_rel_close(g[n], g_ref[n], tol, f"grad {n}")
+
+
+def assert_chunked_matches_ref(run, chunked, ref, ins: dict, chunk_sizes, dtype: torch.dtype, shapes=None,
+                               finite: bool = False) -> None:
+    """For each chunk size: ``run(chunked, ins, chunk_size=cs)`` equals ``run(ref, ins)`` in values
+    and in the gradients of every input (a fresh reference graph per comparison). ``shapes``: the
+    expected shape of each output; ``finite``: every output must be finite too."""
+    for cs in chunk_sizes:
+        expected = run(ref, ins)
+        out = run(chunked, ins, chunk_size=cs)
+        assert out[0].dtype == dtype, f"chunk {cs}: dtype {out[0].dtype} != {dtype}"
+        if shapes is not None:
+            assert [tuple(o.shape) for o in out] == [tuple(s) for s in shapes], f"chunk {cs}: shapes {[tuple(o.shape) for o in out]}"
+        if finite:
+            assert all(torch.isfinite(o).all() for o in out), f"chunk {cs}: a non-finite output"
+        assert_outputs_and_grads_match(out, expected, ins, dtype)

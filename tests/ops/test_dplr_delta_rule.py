@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from archs.ops import chunk_dplr_delta_rule, dplr_delta_rule_ref, gated_delta_rule_ref
 from archs.ops.dplr_delta_rule import decayed_scores
 from archs.ops.dplr_delta_rule.chunk import decayed_scores_autograd
-from helpers import assert_outputs_and_grads_match, close_for_dtype
+from helpers import assert_chunked_matches_ref, close_for_dtype
 
 B, H, K, V = 2, 2, 8, 6
 
@@ -41,20 +41,15 @@ def _run(fn, ins, **kw):
 def test_chunk_matches_ref(T, with_init, dtype):
     gen = torch.Generator().manual_seed(T + 1000 * with_init)
     ins = _inputs(T, dtype, with_init, gen)
-    for cs in (64, 32):  # 64: four 16-token sub-chunks per chunk; 32: two
-        ref = _run(dplr_delta_rule_ref, ins)  # a fresh graph per comparison
-        out = _run(chunk_dplr_delta_rule, ins, chunk_size=cs)
-        assert out[0].dtype == dtype and out[0].shape == (B, T, H, V) and out[1].shape == (B, H, K, V)
-        assert_outputs_and_grads_match(out, ref, ins, dtype)
+    # 64: four 16-token sub-chunks per chunk; 32: two
+    assert_chunked_matches_ref(_run, chunk_dplr_delta_rule, dplr_delta_rule_ref, ins, (64, 32), dtype,
+                               shapes=[(B, T, H, V), (B, H, K, V)])
 
 
 @pytest.mark.parametrize("decay_mult", [30.0, 1e4], ids=["strong", "extreme"])
 def test_strong_decay_stays_finite_and_exact(decay_mult):
     ins = _inputs(45, torch.float64, True, torch.Generator().manual_seed(3), decay_mult)
-    out = _run(chunk_dplr_delta_rule, ins, chunk_size=32)
-    ref = _run(dplr_delta_rule_ref, ins)
-    assert all(torch.isfinite(t).all() for t in out)
-    assert_outputs_and_grads_match(out, ref, ins, torch.float64)
+    assert_chunked_matches_ref(_run, chunk_dplr_delta_rule, dplr_delta_rule_ref, ins, (32,), torch.float64, finite=True)
 
 
 def test_reduces_to_gated_delta_rule():

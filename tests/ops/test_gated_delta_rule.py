@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from archs.ops import chunk_delta_rule, chunk_gated_delta_rule, gated_delta_rule_ref
-from helpers import assert_outputs_and_grads_match, close_for_dtype
+from helpers import assert_chunked_matches_ref, close_for_dtype
 
 B, H, K, V = 2, 2, 8, 6
 
@@ -36,21 +36,15 @@ def _run(fn, ins, **kw):
 def test_chunk_matches_ref(T, with_init, dtype):
     gen = torch.Generator().manual_seed(T + 1000 * with_init)
     ins = _inputs(T, dtype, with_init, gen)
-    for cs in (64, 16):
-        ref = _run(gated_delta_rule_ref, ins)  # a fresh graph per comparison
-        out = _run(chunk_gated_delta_rule, ins, chunk_size=cs)
-        assert out[0].dtype == dtype and out[0].shape == (B, T, H, V) and out[1].shape == (B, H, K, V)
-        assert_outputs_and_grads_match(out, ref, ins, dtype)
+    assert_chunked_matches_ref(_run, chunk_gated_delta_rule, gated_delta_rule_ref, ins, (64, 16), dtype,
+                               shapes=[(B, T, H, V), (B, H, K, V)])
 
 
 @pytest.mark.parametrize("decay_mult", [30.0, 1e4], ids=["strong", "extreme"])
 def test_strong_decay_stays_finite_and_exact(decay_mult):
     """log decays down to -1e4 per token: exp underflows to 0 in both forms; values and gradients finite and equal."""
     ins = _inputs(37, torch.float64, True, torch.Generator().manual_seed(3), decay_mult)
-    out = _run(chunk_gated_delta_rule, ins, chunk_size=16)
-    ref = _run(gated_delta_rule_ref, ins)
-    assert all(torch.isfinite(t).all() for t in out)
-    assert_outputs_and_grads_match(out, ref, ins, torch.float64)
+    assert_chunked_matches_ref(_run, chunk_gated_delta_rule, gated_delta_rule_ref, ins, (16,), torch.float64, finite=True)
 
 
 def test_no_decay_is_the_delta_rule():
