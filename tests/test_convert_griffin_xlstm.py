@@ -4,13 +4,13 @@ RoPE, scan accumulators and xLSTM's logits in fp32 even in fp64) and the same gr
 (prefill + cached decode on both sides); the converted model round-trips through save_pretrained."""
 from __future__ import annotations
 
-import copy
 from unittest import mock
 
 import pytest
 import torch
 
 import archs
+from test_convert_hf import hf_conformance
 
 tr = pytest.importorskip("transformers")
 
@@ -74,22 +74,9 @@ def build_hf(name: str, seed: int = 0):
     return hf
 
 
-def conformance(name: str, seq_len: int = 20, prompt_len: int = 7, new_tokens: int = 10) -> tuple[float, bool]:
-    """(max |logit difference| / max |logit|, greedy generations equal) for case ``name``."""
-    hf = build_hf(name)
-    lm = archs.from_transformers(copy.deepcopy(hf))
-    tokens = torch.randint(0, V, (2, seq_len), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        ref = copy.deepcopy(hf)(tokens).logits
-        ours = lm(tokens)
-    err = ((ref.double() - ours).abs().max() / ref.abs().max()).item()
-    prompt = tokens[:, :prompt_len]
-    hf_gen = copy.deepcopy(hf)
-    hf_gen.generation_config.eos_token_id = None  # plain greedy: no stop token, no logit processors
-    ref_gen = hf_gen.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-                              do_sample=False, pad_token_id=0)
-    ours_gen = lm.generate(prompt, new_tokens, temperature=0)
-    return err, torch.equal(ref_gen, ours_gen)
+def conformance(name: str, **kw) -> tuple[float, bool]:
+    """``hf_conformance`` (tests/test_convert_hf.py) for case ``name``."""
+    return hf_conformance(build_hf(name), V, **kw)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -67,16 +67,15 @@ def build_hf(name: str, seed: int = 0):
     return hf
 
 
-def conformance(name: str, seq_len: int = 20, prompt_len: int = 7, new_tokens: int = 10) -> tuple[float, bool]:
-    """(max |logit difference| / max |logit|, greedy generations equal) for case ``name``."""
-    hf = build_hf(name)
+def hf_conformance(hf, vocab: int, seq_len: int = 20, prompt_len: int = 7, new_tokens: int = 10) -> tuple[float, bool]:
+    """(max |logit difference| / max |logit|, greedy generations equal) of the HF model ``hf`` and
+    ``archs.from_transformers`` of it, on the same random tokens (fp64 difference)."""
     lm = archs.from_transformers(copy.deepcopy(hf))  # fresh HF copies: dynamic RoPE keeps state across calls
-    gen = torch.Generator().manual_seed(1)
-    tokens = torch.randint(0, V, (2, seq_len), generator=gen)
+    tokens = torch.randint(0, vocab, (2, seq_len), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = copy.deepcopy(hf)(tokens).logits
         ours = lm(tokens)
-    err = ((ref - ours).abs().max() / ref.abs().max()).item()
+    err = ((ref.double() - ours.double()).abs().max() / ref.abs().max()).item()
     prompt = tokens[:, :prompt_len]
     hf_gen = copy.deepcopy(hf)
     hf_gen.generation_config.eos_token_id = None  # plain greedy: no stop token, no logit processors
@@ -84,6 +83,11 @@ def conformance(name: str, seq_len: int = 20, prompt_len: int = 7, new_tokens: i
                               do_sample=False, pad_token_id=0)
     ours_gen = lm.generate(prompt, new_tokens, temperature=0)
     return err, torch.equal(ref_gen, ours_gen)
+
+
+def conformance(name: str, **kw) -> tuple[float, bool]:
+    """``hf_conformance`` for case ``name``."""
+    return hf_conformance(build_hf(name), V, **kw)
 
 
 @pytest.mark.parametrize("name", list(CASES))
